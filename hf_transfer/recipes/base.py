@@ -1,0 +1,269 @@
+"""The run skeleton every recipe shares: config -> data -> model -> stages -> eval -> outputs.
+
+A recipe subclass names its scenario and strategies and says which training stages a
+strategy runs (:meth:`Recipe.stages`) and which labels must be shared. Everything else —
+checking the output folder, loading and checking data before any model loads, seeding,
+tokenizing, tuning, the Accelerate engine, the eval matrix, ``results.json`` and the saved
+classifier — happens here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import datasets
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+
+from ..config import RunConfig, _choice_problem
+from ..data.labels import LabelSpace
+from ..data.loading import label_counts, load_splits
+from ..data.tokenize import tokenize
+from ..engine import Engine, Stage, StageResult, _write_json
+from ..errors import ConfigError
+from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
+from ..saving import save_classifier
+from ..tuning import apply_tuning, check_tuning
+from ..version import __version__
+
+logger = logging.getLogger("hf_transfer")
+
+RESULTS_FILE = "results.json"
+# What a run writes into its folder; `--overwrite` replaces these and nothing else.
+RUN_OUTPUTS = ("results.json", "model", "checkpoints", "logs")
+
+
+@dataclass
+class RunData:
+    """Tokenized source and target splits and the label space they share."""
+
+    source: datasets.DatasetDict
+    target: datasets.DatasetDict
+    labels: LabelSpace
+    groups: dict  # eval set name -> group value per row (None without a group column)
+    sizes: dict
+
+
+class Recipe:
+    """Base of the scenario recipes. Subclasses set ``scenario`` and ``strategies`` and
+    implement :meth:`stages`."""
+
+    scenario: str = ""
+    strategies: tuple[str, ...] = ()
+
+    def __init__(self, config: RunConfig):
+        self.config = config.validate()
+        if config.strategy.name not in self.strategies:
+            raise ConfigError(_choice_problem("strategy.name", config.strategy.name, self.strategies))
+        self.run_dir = Path(config.output.dir)
+        self.results: Optional[dict] = None
+
+    # --- what subclasses define -------------------------------------------------------
+
+    def stages(self, data: RunData) -> list[Stage]:
+        raise NotImplementedError
+
+    def check_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict) -> LabelSpace:
+        """Default: one shared space; target labels must all be source labels."""
+        labels = LabelSpace.from_splits(source)
+        labels.require_covers(target, "data.target")
+        return labels
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train and evaluate; write ``results.json`` and the model. Returns the results."""
+        cfg = self.config
+        started = time.perf_counter()
+        self._check_output_dir()
+        accelerator = Accelerator(
+            mixed_precision=cfg.training.mixed_precision,
+            log_with=cfg.training.log_with or None,
+            project_dir=str(self.run_dir / "logs"),
+            # Shuffling seeded per epoch: resumed runs see the same batches.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                      data_seed=cfg.training.seed),
+        )
+        _setup_logging(accelerator)
+        set_seed(cfg.training.seed)
+        with accelerator.main_process_first():
+            raw = self._load_data()
+            # Architecture only (meta device): a wrong LoRA target fails before weights load.
+            check_tuning(build_on_meta(cfg.model, len(raw.labels)), cfg.tuning)
+            tokenizer = load_tokenizer(cfg.model)
+            data = self._tokenize(raw, tokenizer)
+        data_seconds = time.perf_counter() - started
+
+        # Build the model after seeding, so the new head's initial weights are reproducible.
+        set_seed(cfg.training.seed)
+        model, new_modules = load_classifier_model(cfg.model, list(data.labels.names))
+        model = apply_tuning(model, cfg.tuning, cfg.model, new_modules)
+        logger.info("Model %s, tuning %s: %s", cfg.model.name_or_path, cfg.tuning.method,
+                    describe_model(model))
+        if cfg.training.log_with:
+            accelerator.init_trackers(self.scenario, config=_flat_config(cfg.to_dict()))
+
+        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir)
+        eval_sets = self.eval_sets(data)
+        resume = cfg.output.resume_from_checkpoint
+        results_of_stages: list[StageResult] = []
+        for stage in self.stages(data):
+            model, result = engine.train(stage, model, eval_sets, resume=resume)
+            results_of_stages.append(result)
+            model = accelerator.unwrap_model(model)
+
+        eval_started = time.perf_counter()
+        # Evaluation needs no gradient sync: every process runs the plain model on its shard.
+        matrix = engine.evaluate(model.to(accelerator.device), eval_sets,
+                                 cfg.training.eval_batch_size, data.groups)
+        eval_seconds = time.perf_counter() - eval_started
+
+        results = self._results(data, matrix, results_of_stages, accelerator, {
+            "data_seconds": round(data_seconds, 3),
+            "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),
+            "final_eval_seconds": round(eval_seconds, 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+        })
+        if accelerator.is_main_process:
+            if cfg.output.save_model:
+                save_classifier(model, tokenizer, self.run_dir / "model", data.labels.names,
+                                cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method)
+            _write_json(self.run_dir / RESULTS_FILE, results)
+            print(format_summary(results))
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        self.results = results
+        return results
+
+    def eval_sets(self, data: RunData) -> dict[str, datasets.Dataset]:
+        """Every split that is not trained on, named ``role/split``."""
+        return {f"{role}/{split}": getattr(data, role)[split]
+                for role in ("source", "target") for split in ("validation", "test")}
+
+    # --- steps of the run ---------------------------------------------------------------
+
+    def _check_output_dir(self) -> None:
+        out = self.config.output
+        previous = [name for name in RUN_OUTPUTS if (self.run_dir / name).exists()]
+        if not previous or out.resume_from_checkpoint:
+            if out.resume_from_checkpoint and not (self.run_dir / "checkpoints").is_dir():
+                raise ConfigError(
+                    f"`output.resume_from_checkpoint` is set but {str(self.run_dir)!r} has no "
+                    "checkpoints/ folder: check `output.dir`, or drop the option to start anew."
+                )
+            return
+        if not out.overwrite:
+            raise ConfigError(
+                f"`output.dir` {str(self.run_dir)!r} already holds a run ({', '.join(previous)}). "
+                "Pass `--output.overwrite true` to replace it, `--output.resume_from_checkpoint "
+                "latest` to continue it, or choose another `--output.dir`."
+            )
+        _remove_run_outputs(self.run_dir)
+
+    def _load_data(self) -> RunData:
+        cfg = self.config
+        seed = cfg.training.seed
+        source = load_splits(cfg.data.source, seed, "source")
+        target = load_splits(cfg.data.target, seed, "target")
+        labels = self.check_labels(source, target)
+        groups = {f"{role}/{split}": (dd[split]["group"] if "group" in dd[split].column_names else None)
+                  for role, dd in (("source", source), ("target", target))
+                  for split in ("validation", "test")}
+        sizes = {role: {"splits": {k: len(v) for k, v in dd.items()},
+                        "label_counts": {k: label_counts(v) for k, v in dd.items()}}
+                 for role, dd in (("source", source), ("target", target))}
+        return RunData(source, target, labels, groups, sizes)
+
+    def _tokenize(self, raw: RunData, tokenizer) -> RunData:
+        def prepare(dd: datasets.DatasetDict) -> datasets.DatasetDict:
+            keep = raw.labels.encode(dd.remove_columns([c for c in ("group",) if c in dd["train"].column_names]))
+            return tokenize(keep, tokenizer, self.config.model.max_length)
+
+        return RunData(prepare(raw.source), prepare(raw.target), raw.labels, raw.groups, raw.sizes)
+
+    def _results(self, data: RunData, matrix: dict, stages: list[StageResult], accelerator,
+                 timings: dict) -> dict:
+        cfg = self.config
+        return {
+            "hf_transfer_version": __version__,
+            "scenario": self.scenario,
+            "strategy": cfg.strategy.name,
+            "labels": list(data.labels.names),
+            "eval_matrix": matrix,
+            "best_step": {s.name: s.best_step for s in stages},
+            "stages": [asdict(s) for s in stages],
+            "data": data.sizes,
+            "timings": timings,
+            "environment": {
+                "num_processes": accelerator.num_processes,
+                "distributed_type": str(accelerator.distributed_type.value),
+                "mixed_precision": accelerator.mixed_precision,
+                "device": str(accelerator.device),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": _version("transformers"),
+                "accelerate": _version("accelerate"),
+                "peft": _version("peft"),
+                "datasets": datasets.__version__,
+            },
+            "config": cfg.to_dict(),
+        }
+
+
+def _remove_run_outputs(run_dir: Path) -> None:
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _flat_config(data: dict, prefix: str = "") -> dict:
+    """Trackers take flat scalar values."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in ("files", "filter"):
+            out.update(_flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def _setup_logging(accelerator: Accelerator) -> None:
+    """INFO from hf_transfer on the main process only; libraries stay at warnings."""
+    import transformers
+
+    level = logging.INFO if accelerator.is_main_process else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", level=logging.WARNING)
+    logging.getLogger("hf_transfer").setLevel(level)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()  # our own log lines say what the data steps did
+    # PEFT still calls a transformers API that warns about its own deprecation.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def format_summary(results: dict) -> str:
+    """A small table of the eval matrix, printed at the end of a run."""
+    rows = [f"{'split':<32} {'n':>6} {'accuracy':>9} {'macro_f1':>9}"]
+    for name, m in results["eval_matrix"].items():
+        rows.append(f"{name:<32} {m['n']:>6} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f}")
+    header = f"{results['scenario']} / {results['strategy']}  (best step: {results['best_step']})"
+    return "\n".join([header, *rows])

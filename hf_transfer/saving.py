@@ -1,0 +1,112 @@
+"""Save a trained classifier so it reloads without the training code; load it back; predict.
+
+A saved folder holds the model (a full ``save_pretrained`` checkpoint, or a PEFT adapter
+whose ``modules_to_save`` carry the trained head), the tokenizer and ``hf_transfer.json``:
+the label names, the base model's Hub id and the max length. ``load_classifier`` rebuilds
+exactly the classifier that was trained (same logits) with its label names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from .version import __version__
+from .errors import ConfigError
+from .modeling import resolve_model_path
+
+META_FILE = "hf_transfer.json"
+
+
+def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence[str],
+                    base_model: str, max_length: int, tuning: str) -> Path:
+    """Write ``model`` (unwrapped), ``tokenizer`` and label metadata into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    is_adapter = _is_peft(model)
+    if is_adapter:
+        # The adapter plus the trained head (modules_to_save). Embeddings are never tuned, and
+        # "auto" would ask the Hub about the base model.
+        model.save_pretrained(folder, save_embedding_layers=False)
+    else:
+        model.save_pretrained(folder)  # safetensors
+    tokenizer.save_pretrained(folder)
+    meta = {
+        "format": "peft" if is_adapter else "transformers",
+        "base_model": base_model,
+        "labels": list(labels),
+        "max_length": max_length,
+        "tuning": tuning,
+        "hf_transfer_version": __version__,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+@dataclass
+class Classifier:
+    """A trained classifier ready for prediction."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list[str]
+    max_length: int = 128
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, shape ``(len(texts), len(labels))``, columns in label order."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        # Sorting by length makes each batch pad to similar lengths; the order is restored.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = self.tokenizer([texts[i] for i in rows], truncation=True, padding=True,
+                                   max_length=self.max_length, return_tensors="pt").to(device)
+            out[rows] = self.model(**batch).logits.float().softmax(-1).cpu().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        """The most likely label name for each text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(-1)]
+
+
+def load_classifier(path: Union[str, Path], device: Optional[str] = None) -> Classifier:
+    """Load a folder written by ``save_classifier`` (a training run's ``model/`` folder)."""
+    folder = Path(path)
+    meta_file = folder / META_FILE
+    if not meta_file.is_file():
+        raise ConfigError(
+            f"{str(folder)!r} is not a saved hf_transfer classifier (no {META_FILE}). Pass the "
+            "`model` folder of a finished run, e.g. outputs/domain_adaptation/model."
+        )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    labels = meta["labels"]
+    label_kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                        label2id={name: i for i, name in enumerate(labels)})
+    if meta["format"] == "peft":
+        from peft import PeftModel
+
+        base = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_path(meta["base_model"]), **label_kwargs
+        )
+        model = PeftModel.from_pretrained(base, folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if device:
+        model.to(device)
+    return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128))

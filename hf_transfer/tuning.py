@@ -1,0 +1,136 @@
+"""Choose which parameters train: ``apply_tuning(model, cfg, new_modules)``.
+
+========  ===========================================================================
+method    what trains
+========  ===========================================================================
+full      every parameter
+lora      LoRA adapters on the attention projections + the head (and any module the
+          checkpoint lacked, e.g. a pooler), all saved with the adapter
+frozen    only the head (and modules the checkpoint lacked): a linear probe
+top_k     the last ``top_k_layers`` encoder layers, the pooler and the head
+========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+from .config import ModelConfig, TuningConfig
+from .errors import ConfigError
+
+# Attention projections LoRA wraps by default, per architecture (PEFT's own table lacks some).
+LORA_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "mpnet": ["q", "v"],
+    "deberta-v2": ["query_proj", "value_proj"],
+}
+
+
+def lora_targets(model_type: str, cfg: TuningConfig) -> list[str]:
+    if cfg.lora_target_modules:
+        return list(cfg.lora_target_modules)
+    targets = LORA_TARGETS.get(model_type) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
+        model_type
+    )
+    if not targets:
+        raise ConfigError(
+            f"`tuning.lora_target_modules` is not set and hf_transfer has no default for model "
+            f"type {model_type!r}: name the attention projections, e.g. [q_proj, v_proj]."
+        )
+    return list(targets)
+
+
+def check_tuning(model: torch.nn.Module, cfg: TuningConfig) -> None:
+    """Raise ConfigError when ``cfg`` cannot apply to ``model`` (works on a meta-device model)."""
+    if cfg.method == "lora":
+        targets = lora_targets(model.config.model_type, cfg)
+        leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in targets if t not in leaf_names]
+        if missing:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if isinstance(m, torch.nn.Linear)})
+            raise ConfigError(
+                f"`tuning.lora_target_modules`: {missing} not found in this "
+                f"{model.config.model_type} model. Its linear layers are: {', '.join(linear)}."
+            )
+    if cfg.method == "top_k":
+        layers = encoder_layers(model)
+        if cfg.top_k_layers > len(layers):
+            raise ConfigError(
+                f"`tuning.top_k_layers` is {cfg.top_k_layers} but the model has {len(layers)} "
+                "encoder layers: use at most that many (or `full`)."
+            )
+
+
+def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, model_cfg: ModelConfig,
+                 new_modules: list[str]) -> torch.nn.Module:
+    """Freeze/wrap ``model`` so that exactly the parameters of ``cfg.method`` train."""
+    check_tuning(model, cfg)
+    head_and_new = sorted(set(head_modules(model)) | set(new_modules))
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
+    if cfg.method == "lora":
+        return _apply_lora(model, cfg, model_cfg, head_and_new)
+    model.requires_grad_(False)
+    trainable = list(head_and_new)
+    if cfg.method == "top_k":
+        layers_name = encoder_layers_name(model)
+        count = len(encoder_layers(model))
+        trainable += [f"{layers_name}.{i}" for i in range(count - cfg.top_k_layers, count)]
+        trainable += [name for name, _ in model.named_modules() if name.endswith(".pooler")]
+    modules = dict(model.named_modules())
+    for name in trainable:
+        modules[name].requires_grad_(True)
+    return model
+
+
+def _apply_lora(model, cfg: TuningConfig, model_cfg: ModelConfig, head_and_new: list[str]):
+    heads = set(head_modules(model))
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=lora_targets(model.config.model_type, cfg),
+        # PEFT adds the head itself for SEQ_CLS; modules the checkpoint lacked (a pooler) must
+        # be trained and saved too, or the reloaded classifier would get other random weights.
+        modules_to_save=[name.rsplit(".", 1)[-1] for name in head_and_new if name not in heads]
+        or None,
+    )
+    peft_model = get_peft_model(model, config)
+    # The adapter records the Hub id, not a packaged local folder, so it loads anywhere.
+    peft_model.peft_config["default"].base_model_name_or_path = model_cfg.name_or_path
+    return peft_model
+
+
+def head_modules(model: torch.nn.Module) -> list[str]:
+    """Top-level modules outside the encoder (``model.base_model``): the classification head."""
+    base = model.base_model_prefix
+    return [name for name, _ in model.named_children() if name != base]
+
+
+def encoder_layers_name(model: torch.nn.Module) -> str:
+    """Name of the ModuleList holding the transformer blocks (e.g. ``bert.encoder.layer``)."""
+    num_layers = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return name
+    raise ConfigError(
+        f"`tuning.method` top_k: could not find the encoder layers of this "
+        f"{model.config.model_type} model; use `full` or `lora`."
+    )
+
+
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    return dict(model.named_modules())[encoder_layers_name(model)]
+
+
+def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad]
