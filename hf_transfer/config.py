@@ -440,7 +440,14 @@ def _load(path, overrides, problems: list) -> RunConfig:
     data: dict = {}
     if path is not None:
         data = _read_yaml(Path(path), problems)
-    for dotted, value in (overrides or {}).items():
+    cleared = set()
+    # Overrides that name where a dataset comes from go first and replace the file's dataset
+    # section: `--data.source.files.train a.csv` must not inherit the YAML's built-in filter.
+    for dotted, value in sorted((overrides or {}).items(), key=lambda kv: not _names_origin(kv[0])):
+        section = tuple(dotted.split(".")[:2])
+        if _names_origin(dotted) and section not in cleared:
+            data.get("data", {}).pop(section[1], None)
+            cleared.add(section)
         _set_dotted(data, dotted, value)
     config = from_dict(RunConfig, data, "", problems)
     problems += config.problems()
@@ -462,6 +469,11 @@ def _read_yaml(path: Path, problems: list) -> dict:
         problems.append(f"`--config` {path} must hold a mapping of sections, not {type(data).__name__}.")
         return {}
     return data
+
+
+def _names_origin(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return len(parts) > 2 and parts[0] == "data" and parts[2] in DATASET_ORIGINS
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -522,6 +534,10 @@ def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[
 def _resolve_key(key: str, paths: dict, problems: list) -> Optional[str]:
     if key in paths:
         return key
+    parent = key.rsplit(".", 1)[0]
+    # Annotations are strings here (`from __future__ import annotations`).
+    if parent in paths and str(paths[parent].type) in ("dict", "Optional[dict]"):
+        return key  # an entry of a mapping setting, e.g. --data.source.files.train a.csv
     matches = [p for p in paths if p.endswith("." + key)]
     if len(matches) == 1:
         return matches[0]

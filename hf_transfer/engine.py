@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from typing import Optional
 import datasets
 import torch
 from accelerate import Accelerator
+from accelerate.utils import is_npu_available, is_xpu_available
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -35,6 +37,19 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 RESULT_FILE = "result.json"
+
+
+def make_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator that also does the right thing for multi-process runs on CPUs.
+
+    ``accelerate launch --multi_gpu --num_processes N`` on a machine without GPUs starts N
+    processes that each believe they run alone (``DistributedType.NO``): every sample would be
+    trained and evaluated N times. Asking for the CPU there makes them one gloo group
+    (``DistributedType.MULTI_CPU``).
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    no_accelerator = not (torch.cuda.is_available() or is_xpu_available() or is_npu_available())
+    return Accelerator(cpu=launched and no_accelerator, **kwargs)
 
 
 @dataclass

@@ -31,6 +31,9 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
     folder.mkdir(parents=True, exist_ok=True)
     is_adapter = _is_peft(model)
     if is_adapter:
+        # Record the Hub id, not a packaged local folder, so the adapter loads anywhere.
+        for adapter_config in model.peft_config.values():
+            adapter_config.base_model_name_or_path = base_model
         # The adapter plus the trained head (modules_to_save). Embeddings are never tuned, and
         # "auto" would ask the Hub about the base model.
         model.save_pretrained(folder, save_embedding_layers=False)

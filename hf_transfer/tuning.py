@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-from .config import ModelConfig, TuningConfig
+from .config import TuningConfig
 from .errors import ConfigError
 
 # Attention projections LoRA wraps by default, per architecture (PEFT's own table lacks some).
@@ -68,8 +68,7 @@ def check_tuning(model: torch.nn.Module, cfg: TuningConfig) -> None:
             )
 
 
-def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, model_cfg: ModelConfig,
-                 new_modules: list[str]) -> torch.nn.Module:
+def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, new_modules: list[str]) -> torch.nn.Module:
     """Freeze/wrap ``model`` so that exactly the parameters of ``cfg.method`` train."""
     check_tuning(model, cfg)
     head_and_new = sorted(set(head_modules(model)) | set(new_modules))
@@ -77,7 +76,7 @@ def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, model_cfg: ModelConf
         model.requires_grad_(True)
         return model
     if cfg.method == "lora":
-        return _apply_lora(model, cfg, model_cfg, head_and_new)
+        return _apply_lora(model, cfg, head_and_new)
     model.requires_grad_(False)
     trainable = list(head_and_new)
     if cfg.method == "top_k":
@@ -91,7 +90,7 @@ def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, model_cfg: ModelConf
     return model
 
 
-def _apply_lora(model, cfg: TuningConfig, model_cfg: ModelConfig, head_and_new: list[str]):
+def _apply_lora(model, cfg: TuningConfig, head_and_new: list[str]):
     heads = set(head_modules(model))
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
@@ -104,10 +103,7 @@ def _apply_lora(model, cfg: TuningConfig, model_cfg: ModelConfig, head_and_new: 
         modules_to_save=[name.rsplit(".", 1)[-1] for name in head_and_new if name not in heads]
         or None,
     )
-    peft_model = get_peft_model(model, config)
-    # The adapter records the Hub id, not a packaged local folder, so it loads anywhere.
-    peft_model.peft_config["default"].base_model_name_or_path = model_cfg.name_or_path
-    return peft_model
+    return get_peft_model(model, config)
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:

@@ -12,7 +12,7 @@ Strategies: source_only, sequential. Writes results.json and model/ into --outpu
 import sys
 from pathlib import Path
 
-from hf_transfer import ConfigError, DomainAdaptationRecipe, parse_args
+from hf_transfer import DomainAdaptationRecipe, HfTransferError, parse_args
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "domain_adaptation.yaml"
 
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
         # The shipped YAML is the default; --config replaces it, other flags override fields.
         config = parse_args(argv, default_config=DEFAULT_CONFIG, description=__doc__)
         DomainAdaptationRecipe(config).run()
-    except ConfigError as err:  # a user-fixable problem: the message, not a traceback
+    except HfTransferError as err:  # a user-fixable problem: the message, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

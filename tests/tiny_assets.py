@@ -280,11 +280,13 @@ def make_domain_rows(domain: str, n_per_class: int = 24, seed: int = 0) -> list[
         seen: set[str] = set()
         tries = 0
         while len(seen) < n_per_class:
+            s, s2 = rng.sample(SENTIMENT_WORDS[label], 2)
             text = rng.choice(TEMPLATES).format(
                 noun=rng.choice(parts["nouns"]),
                 brand=rng.choice(parts["brands"]),
                 action=rng.choice(parts["actions"]),
-                s=rng.choice(SENTIMENT_WORDS[label]),
+                s=s,
+                s2=s2,
             )
             tries += 1
             if text in seen and tries < 100 * n_per_class:

@@ -27,7 +27,7 @@ from ..config import RunConfig, _choice_problem
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..data.tokenize import tokenize
-from ..engine import Engine, Stage, StageResult, _write_json
+from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator
 from ..errors import ConfigError
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
 from ..saving import save_classifier
@@ -84,7 +84,7 @@ class Recipe:
         cfg = self.config
         started = time.perf_counter()
         self._check_output_dir()
-        accelerator = Accelerator(
+        accelerator = make_accelerator(
             mixed_precision=cfg.training.mixed_precision,
             log_with=cfg.training.log_with or None,
             project_dir=str(self.run_dir / "logs"),
@@ -105,7 +105,7 @@ class Recipe:
         # Build the model after seeding, so the new head's initial weights are reproducible.
         set_seed(cfg.training.seed)
         model, new_modules = load_classifier_model(cfg.model, list(data.labels.names))
-        model = apply_tuning(model, cfg.tuning, cfg.model, new_modules)
+        model = apply_tuning(model, cfg.tuning, new_modules)
         logger.info("Model %s, tuning %s: %s", cfg.model.name_or_path, cfg.tuning.method,
                     describe_model(model))
         if cfg.training.log_with:

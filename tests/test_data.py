@@ -1,0 +1,138 @@
+"""Data layer: sources, column mapping, filtering, splits, k-shot, label spaces, errors."""
+
+import pytest
+
+from hf_transfer.config import DatasetConfig
+from hf_transfer.data.labels import LabelSpace
+from hf_transfer.data.loading import load_splits, stratified_split
+from hf_transfer.errors import DataError
+
+
+def _config(path, **kwargs) -> DatasetConfig:
+    return DatasetConfig(files={"train": str(path)}, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["source", "target", "target_parquet"])
+def test_local_files_load_as_three_splits(tiny_data, kind):
+    splits = load_splits(_config(tiny_data[kind], group_column="domain"), seed=0, role="source")
+    assert list(splits) == ["train", "validation", "test"]
+    assert set(splits["train"].column_names) == {"text", "label", "group"}
+    assert sum(len(s) for s in splits.values()) == 180
+    # stratified: every class appears in every carved split
+    for split in splits.values():
+        assert set(split["label"]) == {"negative", "neutral", "positive"}
+
+
+def test_splits_are_seeded_and_disjoint(tiny_data):
+    cfg = _config(tiny_data["source"])
+    a, b = load_splits(cfg, 0, "source"), load_splits(cfg, 0, "source")
+    c = load_splits(cfg, 1, "source")
+    assert a["test"]["text"] == b["test"]["text"]
+    assert a["test"]["text"] != c["test"]["text"]
+    texts = [set(a[s]["text"]) for s in ("train", "validation", "test")]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+
+
+def test_existing_splits_are_used_as_given(tiny_data):
+    cfg = DatasetConfig(files={"train": str(tiny_data["source"]), "test": str(tiny_data["target"])})
+    splits = load_splits(cfg, 0, "source")
+    assert len(splits["test"]) == 180  # the whole target file, not carved from train
+
+
+def test_column_mapping_and_filter(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("body,sentiment,topic\n" + "".join(
+        f"text {i},{['pos', 'neg'][i % 2]},{['a', 'b'][i % 3 == 0]}\n" for i in range(60)))
+    cfg = _config(path, text_column="body", label_column="sentiment", group_column="topic",
+                  filter={"topic": "a"})
+    splits = load_splits(cfg, 0, "source")
+    rows = [r for s in splits.values() for r in s]
+    assert rows and all(r["group"] == "a" for r in rows)
+    assert {r["label"] for r in rows} == {"pos", "neg"}
+
+
+def test_labels_are_cleaned_and_bad_rows_dropped_with_a_count(tmp_path, caplog):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "".join(f"t{i}, {'Pos ' if i % 2 else 'neg'}\n" for i in range(40))
+                    + "   ,neg\nmissing label,\n")
+    with caplog.at_level("WARNING"):
+        splits = load_splits(_config(path), 0, "source")
+    assert {label for s in splits.values() for label in s["label"]} == {"Pos", "neg"}
+    assert sum(len(s) for s in splits.values()) == 40
+    assert "dropped 2 of 42 rows" in caplog.text
+
+
+def test_integer_labels_become_strings(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(f'{{"text": "t{i}", "label": {i % 3}}}\n' for i in range(30)))
+    splits = load_splits(_config(path), 0, "source")
+    assert set(splits["train"]["label"]) == {"0", "1", "2"}
+
+
+def test_k_shot_and_caps(tiny_data):
+    cfg = _config(tiny_data["source"], k_shot=4, max_eval_samples=6)
+    splits = load_splits(cfg, 0, "source")
+    assert len(splits["train"]) == 12
+    assert sorted(splits["train"]["label"]).count("neutral") == 4
+    assert len(splits["test"]) <= 6 and len(splits["validation"]) <= 6
+
+
+def test_stratified_split_keeps_class_proportions():
+    labels = ["a"] * 80 + ["b"] * 20
+    held, rest = stratified_split(labels, 0.25, seed=3)
+    assert len(held) == 25 and len(rest) == 75
+    assert sum(labels[i] == "b" for i in held) == 5
+
+
+# --- errors a user can make, each with a clear message ------------------------------------
+
+
+def test_missing_text_column(tiny_data):
+    with pytest.raises(DataError, match=r"`data.source.text_column`: column 'body' is not in split 'train'. "
+                                        r"Columns there: text, label, domain"):
+        load_splits(_config(tiny_data["source"], text_column="body"), 0, "source")
+
+
+def test_missing_label_column(tiny_data):
+    with pytest.raises(DataError, match=r"`data.target.label_column`: column 'sentiment'"):
+        load_splits(_config(tiny_data["target"], label_column="sentiment"), 0, "target")
+
+
+def test_unknown_builtin_dataset():
+    with pytest.raises(DataError, match="tweets"):
+        load_splits(DatasetConfig(builtin="imdb"), 0, "source")
+
+
+def test_empty_after_filtering_lists_the_values(tiny_data):
+    with pytest.raises(DataError, match=r"`data.source.filter` \{'domain': 'apple'\} keeps no rows.*airline"):
+        load_splits(_config(tiny_data["source"], filter={"domain": "apple"}), 0, "source")
+
+
+def test_k_larger_than_a_class(tiny_data):
+    with pytest.raises(DataError, match=r"`data.target.k_shot` is 100 .*Lower `k_shot` to at most"):
+        load_splits(_config(tiny_data["target"], k_shot=100), 0, "target")
+
+
+def test_unknown_file_type(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("x")
+    with pytest.raises(DataError, match="one file type per split"):
+        load_splits(_config(path), 0, "source")
+
+
+def test_target_label_missing_from_source_space(tiny_data):
+    source = load_splits(_config(tiny_data["source"], filter={"label": ["negative", "positive"]}), 0, "source")
+    target = load_splits(_config(tiny_data["target"]), 0, "target")
+    space = LabelSpace.from_splits(source)
+    assert space.names == ("negative", "positive")
+    with pytest.raises(DataError, match=r"labels the source never had: \['neutral'\]"):
+        space.require_covers(target, "data.target")
+
+
+def test_label_space_ids_are_consistent(tiny_data):
+    splits = load_splits(_config(tiny_data["source"]), 0, "source")
+    space = LabelSpace.from_splits(splits)
+    assert space.label2id == {"negative": 0, "neutral": 1, "positive": 2}
+    assert space.id2label[2] == "positive"
+    encoded = space.encode(splits)
+    assert [space.names[i] for i in encoded["train"]["labels"]] == splits["train"]["label"]
