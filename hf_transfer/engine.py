@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import datasets
 import torch
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 RESULT_FILE = "result.json"
+FINISHED = "finished"  # resume plan entry: the stage completed in an earlier attempt
 
 
 def make_accelerator(**kwargs) -> Accelerator:
@@ -138,15 +139,22 @@ class Engine:
     # --- training -----------------------------------------------------------------------
 
     def train(self, stage: Stage, model, eval_sets: dict[str, datasets.Dataset],
-              resume: Optional[str] = None):
-        """Run ``stage`` on ``model``; returns ``(prepared_model, StageResult)``."""
+              resume: Union[None, str, Path] = None):
+        """Run ``stage`` on ``model``; returns ``(prepared_model, StageResult)``.
+
+        ``resume`` comes from :func:`resume_plan`: None (start fresh), ``FINISHED`` (restore the
+        stage's best checkpoint and recorded result) or a checkpoint folder to continue from.
+        """
         acc, cfg = self.accelerator, stage.training
         if stage.select_on not in eval_sets:
             raise ConfigError(
                 f"Stage {stage.name!r} selects on {stage.select_on!r}, which is not evaluated; "
                 f"choose one of {', '.join(eval_sets)}."
             )
-        acc.free_memory()  # forget the previous stage's objects (they would be checkpointed)
+        # A model handed on from a previous stage is still wrapped (DDP); start from the module,
+        # and forget the previous stage's optimizer and loaders (they would be checkpointed).
+        model = acc.unwrap_model(model)
+        acc.free_memory()
         acc.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         stage_dir = self.run_dir / "checkpoints" / stage.name
 
@@ -168,9 +176,9 @@ class Engine:
         ))
 
         finished = stage_dir / RESULT_FILE
-        if resume and finished.is_file():
+        if resume == FINISHED:
             return model, self._restore_finished_stage(stage, finished)
-        state = self._resume(stage_dir, resume) if resume else _LoopState()
+        state = self._resume(Path(resume)) if resume else _LoopState()
 
         logger.info(
             "Stage %r: %d examples, %d updates (%d per epoch, batch %d x %d processes x %d "
@@ -294,22 +302,8 @@ class Engine:
         for old in removable[: max(0, len(checkpoints) - max(limit, 1))]:
             shutil.rmtree(old)
 
-    def _resume(self, stage_dir: Path, resume: str) -> _LoopState:
-        checkpoint = Path(resume) if resume != "latest" else None
-        if checkpoint is None or checkpoint.parent != stage_dir:
-            candidates = list_checkpoints(stage_dir)
-            if checkpoint is None and not candidates:
-                return _LoopState()  # this stage had not reached its first checkpoint
-            if checkpoint is None:
-                checkpoint = candidates[-1]
-            elif checkpoint.parent.parent != stage_dir.parent:
-                return _LoopState()
-            else:  # a checkpoint of a later stage: this one must have finished
-                raise ConfigError(
-                    f"`output.resume_from_checkpoint` {resume!r}: stage {stage_dir.name!r} has "
-                    f"no {RESULT_FILE}, so a later stage's checkpoint cannot be resumed."
-                )
-        logger.info("Resuming stage %r from %s", stage_dir.name, checkpoint)
+    def _resume(self, checkpoint: Path) -> _LoopState:
+        logger.info("Resuming from %s", checkpoint)
         self.accelerator.load_state(str(checkpoint))
         return _LoopState(**json.loads((checkpoint / STATE_FILE).read_text()))
 
@@ -326,6 +320,50 @@ class Engine:
         if state.best_checkpoint and Path(state.best_checkpoint) != latest:
             logger.info("Loading the best checkpoint (step %d)", state.best_step)
             self.accelerator.load_state(state.best_checkpoint)
+
+
+def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) -> dict:
+    """What each stage resumes from: None, ``FINISHED`` or a checkpoint folder.
+
+    ``latest``: finished stages (those with a ``result.json``) are restored, the first
+    unfinished one continues from its newest complete checkpoint, later ones start fresh.
+    A checkpoint folder: the stages before its own must have finished; its stage continues
+    from it; later ones start fresh.
+    """
+    plan = dict.fromkeys(stage_names)
+    if not resume:
+        return plan
+    checkpoints = Path(run_dir) / "checkpoints"
+    if resume == "latest":
+        for name in stage_names:
+            if (checkpoints / name / RESULT_FILE).is_file():
+                plan[name] = FINISHED
+                continue
+            newest = list_checkpoints(checkpoints / name)
+            plan[name] = newest[-1] if newest else None
+            break
+        return plan
+    path = Path(resume)
+    owner = path.parent.name
+    if path.parent.parent.resolve() != checkpoints.resolve() or owner not in stage_names:
+        raise ConfigError(
+            f"`output.resume_from_checkpoint` {resume!r} is not a checkpoint of this run: use "
+            f"`latest` or a folder like {checkpoints / stage_names[0] / 'step_0000100'}."
+        )
+    if not (path / STATE_FILE).is_file():
+        raise ConfigError(
+            f"`output.resume_from_checkpoint` {resume!r} is missing or incomplete (no "
+            f"{STATE_FILE}); use `latest` to take the newest complete checkpoint."
+        )
+    for name in stage_names[: stage_names.index(owner)]:
+        if not (checkpoints / name / RESULT_FILE).is_file():
+            raise ConfigError(
+                f"`output.resume_from_checkpoint` {resume!r} belongs to stage {owner!r}, but the "
+                f"earlier stage {name!r} never finished: resume with `latest` instead."
+            )
+        plan[name] = FINISHED
+    plan[owner] = path
+    return plan
 
 
 def list_checkpoints(stage_dir: Path) -> list[Path]:

@@ -25,8 +25,13 @@ META_FILE = "hf_transfer.json"
 
 
 def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence[str],
-                    base_model: str, max_length: int, tuning: str) -> Path:
-    """Write ``model`` (unwrapped), ``tokenizer`` and label metadata into ``folder``."""
+                    base_model: str, max_length: int, tuning: str,
+                    state_dict: Optional[dict] = None) -> Path:
+    """Write ``model`` (unwrapped), ``tokenizer`` and label metadata into ``folder``.
+
+    ``state_dict`` overrides the model's own weights, e.g. the full weights that
+    ``accelerator.get_state_dict`` gathered from a sharded (FSDP) model.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     is_adapter = _is_peft(model)
@@ -36,9 +41,9 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
             adapter_config.base_model_name_or_path = base_model
         # The adapter plus the trained head (modules_to_save). Embeddings are never tuned, and
         # "auto" would ask the Hub about the base model.
-        model.save_pretrained(folder, save_embedding_layers=False)
+        model.save_pretrained(folder, save_embedding_layers=False, state_dict=state_dict)
     else:
-        model.save_pretrained(folder)  # safetensors
+        model.save_pretrained(folder, state_dict=state_dict)  # safetensors
     tokenizer.save_pretrained(folder)
     meta = {
         "format": "peft" if is_adapter else "transformers",

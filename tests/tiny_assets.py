@@ -62,19 +62,19 @@ SENTIMENT_WORDS: dict[str, list[str]] = {
     ],
 }
 
-# Templates: {noun}, {brand}, {action}, {s} (a sentiment word). Same templates for every
-# class, so only the sentiment word carries the label.
+# Templates: {noun}, {brand}, {action}, and two different sentiment words {s}, {s2} of
+# the row's class. The same templates serve every class and both domains, so only the
+# sentiment words carry the label. Two sentiment words per sentence (rather than one) make
+# the tiny random-init encoder leave its initial plateau reliably within a few epochs.
 TEMPLATES: tuple[str, ...] = (
-    "the {noun} was {s}",
-    "{s} {noun} with {brand} today",
-    "@{brand} the {noun} is {s}",
-    "i {action} with {brand} and the {noun} was {s}",
-    "my {noun} was {s} this time",
-    "just {action} , {s} {noun} from {brand}",
-    "{brand} {noun} : {s}",
-    "honestly the {noun} seems {s} again",
-    "another {s} {noun} , thanks {brand}",
-    "what a {s} {noun} !",
+    "the {noun} was {s} , {s2}",
+    "{s} {noun} , {s2} {brand}",
+    "@{brand} {s} {noun} , {s2}",
+    "i {action} with {brand} : {s} and {s2}",
+    "{s} , {s2} {noun} today",
+    "{brand} {noun} is {s} and {s2}",
+    "my {noun} : {s} , really {s2}",
+    "{s} {noun} again , {s2} as always",
 )
 
 # About 200 common English words (function words, pronouns, frequent verbs and nouns).
@@ -207,6 +207,12 @@ def tiny_bert_config(vocab_size: int, num_labels: int | None = None):
         intermediate_size=64,
         max_position_embeddings=MAX_LENGTH,
         pad_token_id=0,
+        # 0.05 rather than BERT's 0.02: with 0.02 the random tiny encoder often stalls for
+        # many steps at chance or with two classes merged (AdamW lr 1e-3, batch 16); with
+        # 0.05 it learns the tiny sentiment task in ~5 epochs for every seed tried. Trained
+        # encoders have larger weights than a 0.02 init anyway. The fresh classifier head
+        # is initialised from this value too.
+        initializer_range=0.05,
     )
     if num_labels is not None:
         config.num_labels = num_labels
@@ -264,7 +270,7 @@ def build_tiny_bert(
 # --------------------------------------------------------------------------------------
 
 
-def make_domain_rows(domain: str, n_per_class: int = 24, seed: int = 0) -> list[dict[str, str]]:
+def make_domain_rows(domain: str, n_per_class: int = 128, seed: int = 0) -> list[dict[str, str]]:
     """``n_per_class`` rows per label for ``domain`` ("airline" or "apple"), shuffled.
 
     Every sentence is a template filled with a domain noun/brand/verb and one sentiment
@@ -297,7 +303,7 @@ def make_domain_rows(domain: str, n_per_class: int = 24, seed: int = 0) -> list[
     return rows
 
 
-def write_tiny_domain_data(folder: Path, n_per_class: int = 24, seed: int = 0) -> dict[str, Path]:
+def write_tiny_domain_data(folder: Path, n_per_class: int = 128, seed: int = 0) -> dict[str, Path]:
     """Write ``source.csv`` (airline), ``target.jsonl`` and ``target.parquet`` (apple,
     same rows) with columns ``text``, ``label`` (a name from :data:`LABELS`), ``domain``.
 

@@ -27,7 +27,7 @@ from ..config import RunConfig, _choice_problem
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..data.tokenize import tokenize
-from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator
+from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator, resume_plan
 from ..errors import ConfigError
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
 from ..saving import save_classifier
@@ -100,6 +100,8 @@ class Recipe:
             check_tuning(build_on_meta(cfg.model, len(raw.labels)), cfg.tuning)
             tokenizer = load_tokenizer(cfg.model)
             data = self._tokenize(raw, tokenizer)
+        stages = self.stages(data)
+        plan = resume_plan(self.run_dir, [s.name for s in stages], cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
 
         # Build the model after seeding, so the new head's initial weights are reproducible.
@@ -113,19 +115,17 @@ class Recipe:
 
         engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir)
         eval_sets = self.eval_sets(data)
-        resume = cfg.output.resume_from_checkpoint
         results_of_stages: list[StageResult] = []
-        for stage in self.stages(data):
-            model, result = engine.train(stage, model, eval_sets, resume=resume)
+        for stage in stages:
+            model, result = engine.train(stage, model, eval_sets, resume=plan[stage.name])
             results_of_stages.append(result)
-            model = accelerator.unwrap_model(model)
 
         eval_started = time.perf_counter()
-        # Evaluation needs no gradient sync: every process runs the plain model on its shard.
-        matrix = engine.evaluate(model.to(accelerator.device), eval_sets,
-                                 cfg.training.eval_batch_size, data.groups)
+        # The prepared (DDP/FSDP) model: each process evaluates its shard of every split.
+        matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size, data.groups)
         eval_seconds = time.perf_counter() - eval_started
-
+        # Collective: under FSDP the full weights are gathered before the main process saves.
+        state_dict = accelerator.get_state_dict(model) if cfg.output.save_model else None
         results = self._results(data, matrix, results_of_stages, accelerator, {
             "data_seconds": round(data_seconds, 3),
             "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),
@@ -134,8 +134,9 @@ class Recipe:
         })
         if accelerator.is_main_process:
             if cfg.output.save_model:
-                save_classifier(model, tokenizer, self.run_dir / "model", data.labels.names,
-                                cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method)
+                save_classifier(accelerator.unwrap_model(model), tokenizer, self.run_dir / "model",
+                                data.labels.names, cfg.model.name_or_path, cfg.model.max_length,
+                                cfg.tuning.method, state_dict=state_dict)
             _write_json(self.run_dir / RESULTS_FILE, results)
             print(format_summary(results))
         accelerator.wait_for_everyone()

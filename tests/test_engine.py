@@ -1,0 +1,65 @@
+"""Engine helpers: which checkpoint a resumed run takes, and what counts as a checkpoint."""
+
+import json
+
+import pytest
+
+from hf_transfer.engine import FINISHED, RESULT_FILE, STATE_FILE, list_checkpoints, resume_plan
+from hf_transfer.errors import ConfigError
+
+
+def _checkpoint(run, stage, step, complete=True):
+    folder = run / "checkpoints" / stage / f"step_{step:07d}"
+    folder.mkdir(parents=True)
+    if complete:
+        (folder / STATE_FILE).write_text("{}")
+    return folder
+
+
+def _finish(run, stage):
+    (run / "checkpoints" / stage / RESULT_FILE).write_text(json.dumps({"name": stage}))
+
+
+def test_half_written_checkpoints_never_count(tmp_path):
+    done = _checkpoint(tmp_path, "source", 5)
+    _checkpoint(tmp_path, "source", 10, complete=False)  # killed while writing
+    (tmp_path / "checkpoints" / "source" / "step_0000015.partial").mkdir()
+    assert list_checkpoints(tmp_path / "checkpoints" / "source") == [done]
+
+
+def test_no_resume_starts_every_stage_fresh(tmp_path):
+    assert resume_plan(tmp_path, ["source", "target"], None) == {"source": None, "target": None}
+
+
+def test_latest_skips_finished_stages_and_continues_the_first_open_one(tmp_path):
+    _checkpoint(tmp_path, "source", 5)
+    _finish(tmp_path, "source")
+    _checkpoint(tmp_path, "target", 2)
+    newest = _checkpoint(tmp_path, "target", 4)
+    plan = resume_plan(tmp_path, ["source", "target"], "latest")
+    assert plan == {"source": FINISHED, "target": newest}
+
+
+def test_latest_before_any_checkpoint_starts_fresh(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    assert resume_plan(tmp_path, ["source"], "latest") == {"source": None}
+
+
+def test_explicit_checkpoint_resumes_its_stage(tmp_path):
+    _checkpoint(tmp_path, "source", 5)
+    _finish(tmp_path, "source")
+    chosen = _checkpoint(tmp_path, "target", 2)
+    _checkpoint(tmp_path, "target", 4)
+    assert resume_plan(tmp_path, ["source", "target"], str(chosen)) == {"source": FINISHED, "target": chosen}
+
+
+def test_explicit_checkpoint_errors(tmp_path, tmp_path_factory):
+    incomplete = _checkpoint(tmp_path, "source", 5, complete=False)
+    with pytest.raises(ConfigError, match="missing or incomplete"):
+        resume_plan(tmp_path, ["source"], str(incomplete))
+    elsewhere = _checkpoint(tmp_path_factory.mktemp("other"), "source", 5)
+    with pytest.raises(ConfigError, match="not a checkpoint of this run"):
+        resume_plan(tmp_path, ["source"], str(elsewhere))
+    later = _checkpoint(tmp_path, "target", 1)
+    with pytest.raises(ConfigError, match="earlier stage 'source' never finished"):
+        resume_plan(tmp_path, ["source", "target"], str(later))
