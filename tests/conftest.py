@@ -48,10 +48,11 @@ def tiny_overrides(tiny_model, tiny_data, tmp_path) -> dict:
     }
 
 
-def launch(script: str, args: list[str], num_processes: int = 1, timeout: int = 600):
+def launch(script: str, args: list[str], num_processes: int = 1, timeout: int = 600,
+           mixed_precision: str = "no"):
     """Run a recipe script under ``accelerate launch`` on the CPU; return the finished process."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no"]
+                "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
     # With no GPU, --multi_gpu starts N gloo processes on the CPU (DistributedType.MULTI_CPU).
     launcher += ["--multi_gpu", "--num_processes", str(num_processes)] if num_processes > 1 \
         else ["--cpu", "--num_processes", "1"]

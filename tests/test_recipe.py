@@ -35,11 +35,13 @@ def _check_run_folder(run_dir, results):
     assert (run_dir / "model" / "hf_transfer.json").is_file()
 
 
-def test_script_single_process_lora_sequential(tiny_overrides, tmp_path):
+def test_script_single_process_lora_sequential_bf16(tiny_overrides, tmp_path):
+    """The launcher's bf16 autocast (the GPU path) runs on the CPU too."""
     run_dir = tmp_path / "run"
     overrides = {**tiny_overrides, "strategy.name": "sequential", "data.target.k_shot": 4,
-                 "strategy.target_num_epochs": 2, "training.log_with": "tensorboard"}
-    done = launch(SCRIPT, overrides_to_args(overrides))
+                 "strategy.target_num_epochs": 2, "training.log_with": "tensorboard",
+                 "training.gradient_accumulation_steps": 2}
+    done = launch(SCRIPT, overrides_to_args(overrides), mixed_precision="bf16")
     assert done.returncode == 0, done.stderr[-3000:]
     results = _results(run_dir)
     _check_run_folder(run_dir, results)
@@ -47,20 +49,32 @@ def test_script_single_process_lora_sequential(tiny_overrides, tmp_path):
     assert [s["name"] for s in results["stages"]] == ["source", "target"]
     assert results["data"]["target"]["splits"]["train"] == 12  # k_shot 4 x 3 classes
     assert results["environment"]["num_processes"] == 1
+    assert results["environment"]["mixed_precision"] == "bf16"
+    # 2 epochs of ceil(train / batch 8) micro-batches, 2 per optimizer step
+    micro_batches = -(-results["data"]["source"]["splits"]["train"] // 8)
+    assert results["stages"][0]["steps"] == 2 * -(-micro_batches // 2)
     assert list((run_dir / "logs").rglob("events.out.tfevents*")), "tensorboard tracker wrote nothing"
     assert "target/test" in done.stdout  # the summary table is printed
     classifier = load_classifier(run_dir / "model")
     assert classifier.predict(["great flight"])[0] in results["labels"]
 
 
-def test_full_tuning_learns_and_transfers(tiny_overrides, tmp_path):
-    """The loop really trains: the tiny task is learned and carries over to the target."""
+def test_full_tuning_learns_and_transfers(tiny_overrides, tiny_data, tmp_path):
+    """The loop really trains: the tiny task is learned and carries over to the target.
+    The target mixes both domains, so its rows are also reported per group."""
+    mixed = tmp_path / "mixed.csv"
+    source_lines = tiny_data["source"].read_text().splitlines()
+    target_rows = [json.loads(line) for line in tiny_data["target"].read_text().splitlines()]
+    mixed.write_text("\n".join(source_lines + [
+        f'"{r["text"]}",{r["label"]},{r["domain"]}' for r in target_rows]) + "\n")
     overrides = {**tiny_overrides, "tuning.method": "full", "training.num_epochs": 8,
-                 "training.learning_rate": 2e-3}
+                 "training.learning_rate": 2e-3,
+                 "data.target": {"files": {"train": str(mixed)}, "group_column": "domain"}}
     results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     matrix = results["eval_matrix"]
     assert matrix["source/test"]["accuracy"] > 0.8
-    assert matrix["target/test"]["accuracy"] > 0.6  # chance is 1/3
+    assert matrix["target/test[apple]"]["accuracy"] > 0.6  # chance is 1/3
+    assert matrix["target/test[airline]"]["n"] + matrix["target/test[apple]"]["n"] == matrix["target/test"]["n"]
     best = results["stages"][0]
     assert best["best_metric"] == max(h["macro_f1"] for h in best["history"] if "macro_f1" in h)
 

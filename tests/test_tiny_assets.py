@@ -110,7 +110,8 @@ def test_tokenizer_round_trip_offline(offline, bert_dir):
 
     # Lower-cased, punctuation split off, decoded back.
     ids = tok("The Flight was GREAT!")["input_ids"]
-    assert tok.convert_ids_to_tokens(ids) == ["[CLS]", "the", "flight", "was", "great", "!", "[SEP]"]
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens == ["[CLS]", "the", "flight", "was", "great", "!", "[SEP]"]
     assert tok.decode(ids, skip_special_tokens=True) == "the flight was great!"
     # Unknown ASCII words fall back to letter pieces, not [UNK].
     assert tok.unk_token_id not in tok("zyxwv qqq")["input_ids"]
@@ -185,12 +186,14 @@ def test_masked_lm_loads_from_encoder_checkpoint(offline, bert_dir):
 def test_data_files_load_and_are_balanced(offline, domain_files, tmp_path):
     from datasets import load_dataset
 
-    cache = str(tmp_path / "hf_cache")
-    source = load_dataset("csv", data_files=str(domain_files["source"]), split="train", cache_dir=cache)
-    jsonl = load_dataset("json", data_files=str(domain_files["target_jsonl"]), split="train", cache_dir=cache)
-    parquet = load_dataset(
-        "parquet", data_files=str(domain_files["target_parquet"]), split="train", cache_dir=cache
-    )
+    def load(builder: str, key: str):
+        return load_dataset(
+            builder, data_files=str(domain_files[key]), split="train", cache_dir=str(tmp_path)
+        )
+
+    source = load("csv", "source")
+    jsonl = load("json", "target_jsonl")
+    parquet = load("parquet", "target_parquet")
     assert domain_files["target"] == domain_files["target_jsonl"]
 
     for ds, domain in [(source, "airline"), (jsonl, "apple"), (parquet, "apple")]:

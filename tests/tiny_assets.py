@@ -53,7 +53,7 @@ SENTIMENT_WORDS: dict[str, list[str]] = {
         "awesome", "friendly", "best",
     ],
     "negative": [
-        "terrible", "awful", "delayed", "horrible", "broken", "worst", "rude", "hate",
+        "terrible", "awful", "delayed", "horrible", "broken", "worst", "rude", "poor",
         "disappointing", "useless",
     ],
     "neutral": [
@@ -81,39 +81,18 @@ TEMPLATES: tuple[str, ...] = (
 COMMON_WORDS: tuple[str, ...] = tuple(
     """
     the of and to in is it you that he was for on are as with his they at be this
-    have from or one had by word but not what all were we when your can said there use
-    an each which she do how their if will up other about out many then them these so
-    some her would make like him into time has look two more write go see number no way
-    could people my than first water been call who oil its now find long down day did
-    get come made may part over new sound take only little work know place year live me
-    back give most very after thing our just name good sentence man think say help low
-    line differ turn cause much mean before move right boy old too same tell does set
-    three want air well also play small end put home read hand port large spell add even
-    land here must big high such follow act why ask men change went light kind off need
-    house picture try us again animal point mother world near build self earth father
-    head stand own page should country found answer school grow study still learn plant
-    food sun four between state keep eye never last let thought city tree cross farm
-    hard start might story saw far sea draw left late run while press close night real
-    life few north open seem together next white children begin got walk example ease
-    paper group always music those both mark often letter until mile river car feet care
-    second book carry took science eat room friend began idea fish mountain stop once
-    base hear horse cut sure watch color face wood main enough plain girl usual young
-    ready above ever red list though feel talk bird soon body dog family direct pose
-    leave song measure door product black short numeral class wind question happen
-    complete ship area half rock order fire south problem piece told knew pass since
-    top whole king space heard best hour better true during hundred five remember step
-    early hold west ground interest reach fast verb sing listen six table travel less
-    morning ten simple several vowel toward war lay against pattern slow center love
-    person money serve appear road map rain rule govern pull cold notice voice unit power
-    town fine certain fly fall lead cry dark machine note wait plan figure star box noun
-    field rest correct able pound done beauty drive stood contain front teach week final
-    gave green oh quick develop ocean warm free minute strong special mind behind clear
-    tail produce fact street inch multiply nothing course stay wheel full force blue
-    object decide surface deep moon island foot system busy test record boat common gold
-    possible plane stead dry wonder laugh thousand ago ran check game shape equate hot
-    miss brought heat snow tire bring yes distant fill east paint language among thanks
-    today this time again honestly seems just another thanks i am very really service
-    customer staff bad good happy sad
+    have from or one had by word but not what all were we when your can said there
+    use an each which she do how their if will up other about out many then them
+    these so some her would make like him into time has look two more write go see
+    number no way could people my than first water been call who oil its now find
+    long down day did get come made may part over new sound take only little work
+    know place year live me back give most very after thing our just name good
+    sentence man think say help low line differ turn cause much mean before move
+    right boy old too same tell does set three want air well also play small end put
+    home read hand port large spell add even land here must big high such follow act
+    why ask men change went light kind off need house picture try us again animal
+    point mother world near build self earth father i am really service customer
+    staff bad happy sad today thanks
     """.split()
 )
 
@@ -229,8 +208,8 @@ def build_tiny_bert(
 ) -> Path:
     """Write a tiny pretrained-encoder folder (config, safetensors weights, tokenizer).
 
-    The weights are an encoder-only ``BertModel`` checkpoint (keys ``bert.*`` incl. the
-    pooler, ``architectures=["BertModel"]``), so
+    The weights are an encoder-only ``BertModel`` checkpoint (unprefixed keys
+    ``embeddings.*``, ``encoder.*``, ``pooler.*``; ``architectures=["BertModel"]``), so
     ``AutoModelForSequenceClassification.from_pretrained(folder, num_labels=k)`` gives a
     freshly initialised ``classifier``, exactly as for a real pretrained encoder.
     ``num_labels`` only sets ``config.num_labels`` (default 2, transformers' default).
@@ -258,7 +237,16 @@ def build_tiny_bert(
             config.architectures = ["BertModel"]
             model = BertModel(config, add_pooling_layer=True)
     model.eval()
-    model.save_pretrained(folder, safe_serialization=True)
+    # Quiet the "Writing model shards" progress bar of this save only.
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder)  # writes model.safetensors
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
     tokenizer = build_tiny_tokenizer(vocab)
     tokenizer.save_pretrained(folder)

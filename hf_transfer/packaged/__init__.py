@@ -1,0 +1,1 @@
+"""Pretrained encoders that ship inside PyPI packages in a non-transformers format."""
