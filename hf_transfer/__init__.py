@@ -10,22 +10,30 @@ Public API::
 """
 
 from .config import RunConfig, load_config, parse_args
-from .errors import ConfigError, DataError, HfTransferError
-from .recipes import DomainAdaptationRecipe, Recipe
+from .errors import ConfigError, DataError, HfTransferError, NonFiniteError, Preempted
+from .hub import HubError, push_to_hub
+from .merging import merge_adapter
+from .recipes import CrossLingualRecipe, DomainAdaptationRecipe, Recipe
 from .saving import Classifier, load_classifier, save_classifier
 from .version import __version__
 
 __all__ = [
     "Classifier",
     "ConfigError",
+    "CrossLingualRecipe",
     "DataError",
     "DomainAdaptationRecipe",
     "HfTransferError",
+    "NonFiniteError",
+    "Preempted",
+    "HubError",
     "Recipe",
     "RunConfig",
     "__version__",
     "load_classifier",
     "load_config",
+    "merge_adapter",
     "parse_args",
+    "push_to_hub",
     "save_classifier",
 ]

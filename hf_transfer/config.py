@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+import reprlib
 import sys
 import types
 import typing
@@ -34,6 +37,9 @@ EVAL_STRATEGIES = ("epoch", "steps")
 METRICS_FOR_BEST = ("accuracy", "macro_f1")
 DATASET_ORIGINS = ("builtin", "hub_id", "files")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+ON_NONFINITE = ("stop", "skip")
+# A Hub repo id, `owner/name`: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
+REPO_ID_PATTERN = re.compile(r"(?!.*(--|\.\.))(?=.{3,96}$)[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # Learning rates that work well for each tuning method when the user gives none:
 # adapters and fresh heads need a much larger step than full fine-tuning.
 DEFAULT_LEARNING_RATES = {"full": 3e-5, "top_k": 5e-5, "lora": 5e-4, "frozen": 1e-3}
@@ -59,8 +65,15 @@ class ModelConfig:
     )
     revision: Optional[str] = _field(None, "Hub revision (branch, tag or commit) of the model.")
     max_length: int = _field(128, "Texts are truncated to this many tokens.")
+    text_prefix: str = _field(
+        "", "Prepended to every text before tokenizing (e5 models expect `query: `)."
+    )
     trust_remote_code: bool = _field(
         False, "Allow code from the model's repository to run. Leave off unless you trust it."
+    )
+    allow_pickle: bool = _field(
+        False, "Allow weights in pickle format (`pytorch_model.bin`) when a model has no "
+        "safetensors. Unpickling a file can run arbitrary code: turn on only for models you trust."
     )
 
     def problems(self, path: str) -> list[str]:
@@ -96,6 +109,11 @@ class DatasetConfig:
         "validation", "Split used for model selection; carved from train when it does not exist."
     )
     test_split: str = _field("test", "Held-out split; carved from train when it does not exist.")
+    split_key: Optional[str] = _field(
+        None, "Column whose value decides the carved split (seeded hash) instead of stratified "
+        "sampling: rows sharing a key — e.g. translations of one dialog — land in the same split "
+        "in source and target alike, so no test item was seen in training in another form."
+    )
     validation_size: float = _field(
         0.1, "Fraction of train carved out (seeded, stratified) when the validation split is missing."
     )
@@ -103,7 +121,8 @@ class DatasetConfig:
         0.2, "Fraction of train carved out (seeded, stratified) when the test split is missing."
     )
     k_shot: Optional[int] = _field(
-        None, "Keep only k training examples per class (seeded). Null keeps all."
+        None, "Keep only k training examples per class (seeded) — per class and group when "
+        "`group_column` is set. Null keeps all."
     )
     max_train_samples: Optional[int] = _field(
         None, "Cap on training examples (seeded, stratified sample). Null keeps all."
@@ -111,15 +130,18 @@ class DatasetConfig:
     max_eval_samples: Optional[int] = _field(
         None, "Cap on examples in each evaluation split (seeded, stratified sample)."
     )
+    encoding: str = _field(
+        "utf-8", "Text encoding of csv `files` (e.g. latin-1, cp1252); a file that does not "
+        "decode is an error, never silently altered. JSON must be UTF-8; parquet has none."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = []
         sources = [name for name in DATASET_ORIGINS if getattr(self, name)]
         if len(sources) != 1:
             found = ", ".join(f"`{path}.{s}`" for s in sources) or "none"
-            out.append(
-                f"`{path}` needs exactly one of `builtin`, `hub_id`, `files` (found: {found})."
-            )
+            options = ", ".join(f"`{path}.{s}`" for s in DATASET_ORIGINS)
+            out.append(f"`{path}` needs exactly one of {options} (found: {found}).")
         if self.files is not None:
             for split, paths in self.files.items():
                 for file in paths if isinstance(paths, list) else [paths]:
@@ -214,6 +236,10 @@ class TrainingConfig:
     )
     log_with: list = _field([], "Trackers for Accelerate, e.g. [tensorboard].")
     logging_steps: int = _field(10, "Optimizer steps between training-loss log lines.")
+    on_nonfinite: str = _field(
+        "stop", "A NaN/inf loss or gradient: `stop` (error naming the stage and step; the last "
+        "checkpoint stays the last good one) or `skip` (drop that optimizer step, count it)."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = []
@@ -234,7 +260,7 @@ class TrainingConfig:
             out.append(f"`{path}.early_stopping_patience` must be at least 1 or null.")
         out += _choice_problems(path, self, {
             "lr_scheduler": LR_SCHEDULERS, "eval_strategy": EVAL_STRATEGIES,
-            "metric_for_best": METRICS_FOR_BEST,
+            "metric_for_best": METRICS_FOR_BEST, "on_nonfinite": ON_NONFINITE,
         })
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             out.append(_choice_problem(f"{path}.mixed_precision", self.mixed_precision, MIXED_PRECISION))
@@ -247,15 +273,20 @@ class TrainingConfig:
 @dataclass
 class StrategyConfig:
     name: str = _field("source_only", "Transfer strategy; the recipe lists the ones it knows.")
+    select_on: str = _field(
+        "source", "Which validation split picks the best checkpoint of the source stage: "
+        "`source`, or `target` (uses labelled target data; source-language selection is known "
+        "to mislead for other languages)."
+    )
     target_num_epochs: float = _field(
         10, "`sequential`: epochs on the few labelled target examples after the source stage."
     )
     target_learning_rate: Optional[float] = _field(
-        None, "`sequential`: learning rate of the target stage; null reuses the source stage's."
+        None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
     )
 
     def problems(self, path: str) -> list[str]:
-        out = []
+        out = _choice_problems(path, self, {"select_on": ("source", "target")})
         if self.target_num_epochs <= 0:
             out.append(f"`{path}.target_num_epochs` must be positive.")
         if self.target_learning_rate is not None and self.target_learning_rate <= 0:
@@ -273,11 +304,30 @@ class OutputConfig:
         None, "`latest` or a checkpoint folder to continue an interrupted run in `dir`."
     )
     save_model: bool = _field(True, "Save the final classifier (or adapter) with tokenizer and labels.")
+    push_to_hub: bool = _field(
+        False, "After the run, push the model (or adapter), tokenizer, label names, results.json and "
+        "a model card to `hub_repo_id` (main process only). The token comes from HF_TOKEN or "
+        "`hf auth login`, never from the config."
+    )
+    hub_repo_id: Optional[str] = _field(None, "Hub repo to push to, `owner/name`; created if missing.")
+    hub_private: bool = _field(False, "Create the Hub repo as private (an existing repo keeps its visibility).")
+    hub_revision: Optional[str] = _field(None, "Branch to push to (created if missing); null pushes to main.")
 
     def problems(self, path: str) -> list[str]:
+        out = []
         if not self.dir:
-            return [f"`{path}.dir` is empty: name an output folder."]
-        return []
+            out.append(f"`{path}.dir` is empty: name an output folder.")
+        if self.hub_repo_id is not None and not REPO_ID_PATTERN.fullmatch(self.hub_repo_id):
+            out.append(f"`{path}.hub_repo_id` is {self.hub_repo_id!r}: write it as `owner/name` (letters, "
+                       "digits, '-', '_', '.'), e.g. `alice/sentiment-lora`.")
+        if self.push_to_hub and not self.hub_repo_id:
+            out.append(f"`{path}.push_to_hub` is true but `{path}.hub_repo_id` is not set: name the repo, "
+                       f"e.g. `--{path}.hub_repo_id alice/sentiment-lora`.")
+        if self.push_to_hub and not self.save_model:
+            out.append(f"`{path}.push_to_hub` needs `{path}.save_model` true: there is no model to push.")
+        if self.hub_revision is not None and not self.hub_revision.strip():
+            out.append(f"`{path}.hub_revision` is empty: name a branch or use null for main.")
+        return out
 
 
 @dataclass
@@ -299,11 +349,35 @@ class RunConfig:
         """Raise one ConfigError listing every problem, or return self."""
         problems = self.problems()
         if problems:
-            raise ConfigError(_format_problems(problems))
+            raise ConfigError(format_problems(problems))
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data for results.json, trackers and saved configs: secrets redacted."""
+        return redact_secrets(dataclasses.asdict(self))
+
+
+# Key parts that mark a secret (token, password, api_key, ...); `tokenizer` or `max_tokens` do not.
+_SECRET_KEY = re.compile(r"(^|[_.\-])(token|password|passwd|secret|api_?key|access_?key|"
+                         r"credentials?|auth)($|[_.\-])", re.IGNORECASE)
+# Values shaped like a Hub token (or a URL carrying credentials), wherever they appear.
+_SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+REDACTED = "***"
+
+
+def redact_secrets(data: Any) -> Any:
+    """A copy of ``data`` with the value of every key that looks like a secret (``token``,
+    ``hub_token``, ``password``, ``api_key``, ...) and every Hub-token-shaped string replaced
+    by ``***``. For anything written to disk, sent to a tracker or printed."""
+    if isinstance(data, dict):
+        return {key: (REDACTED if isinstance(key, str) and _SECRET_KEY.search(key)
+                      and data[key] not in (None, "") else redact_secrets(value))
+                for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(redact_secrets(v) for v in data)
+    if isinstance(data, str):
+        return _SECRET_VALUE.sub(REDACTED, data)
+    return data
 
 
 def _choice_problem(path: str, value: Any, choices: tuple) -> str:
@@ -320,7 +394,7 @@ def _choice_problems(path: str, obj: Any, choices: dict[str, tuple]) -> list[str
     ]
 
 
-def _format_problems(problems: list[str]) -> str:
+def format_problems(problems: list[str]) -> str:
     lines = "\n".join(f"  - {p}" for p in problems)
     return f"{len(problems)} problem(s) in the configuration:\n{lines}"
 
@@ -360,7 +434,7 @@ def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = N
                 changes[key] = coerced
     instance = dataclasses.replace(base, **changes)
     if own and problems:
-        raise ConfigError(_format_problems(problems))
+        raise ConfigError(format_problems(problems))
     return instance
 
 
@@ -387,17 +461,20 @@ def _coerce(value: Any, hint: Any, where: str, problems: list) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
     elif hint in (int, float):
-        if isinstance(value, bool):
-            pass
-        elif isinstance(value, (int, float)) and (hint is float or float(value).is_integer()):
-            return hint(value)
-        elif isinstance(value, str):
+        number = _as_number(value)
+        if number is not None and hint is float:
             try:
-                number = float(value)
-                if hint is float or number.is_integer():
-                    return hint(number)
-            except ValueError:
-                pass
+                number = float(number)
+            except OverflowError:  # an int beyond float range
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            problems.append(f"`{where}` must be a finite number, got {reprlib.repr(value)}.")
+            return _INVALID
+        if isinstance(number, int):
+            return number
+        if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            return int(number)
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -414,8 +491,23 @@ def _coerce(value: Any, hint: Any, where: str, problems: list) -> Any:
     else:  # pragma: no cover - a field type this module does not know yet
         return value
     type_name = getattr(hint, "__name__", str(hint))
-    problems.append(f"`{where}` must be {type_name}, got {value!r}.")
+    problems.append(f"`{where}` must be {type_name}, got {reprlib.repr(value)}.")
     return _INVALID
+
+
+def _as_number(value: Any) -> Union[int, float, None]:
+    """An int or float from a number or its text (bools are not numbers here); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+        except (ValueError, OverflowError):  # not a number, or more digits than Python reads
+            return None
+    return None
 
 
 def _parse_inline(text: str) -> Any:
@@ -443,16 +535,20 @@ def _load(path, overrides, problems: list) -> RunConfig:
     cleared = set()
     # Overrides that name where a dataset comes from go first and replace the file's dataset
     # section: `--data.source.files.train a.csv` must not inherit the YAML's built-in filter.
-    for dotted, value in sorted((overrides or {}).items(), key=lambda kv: not _names_origin(kv[0])):
+    for bad in [k for k in (overrides or {}) if not isinstance(k, str) or not k]:
+        problems.append(f"Override {bad!r} is not a setting name like `training.seed`.")
+    valid = {k: v for k, v in (overrides or {}).items() if isinstance(k, str) and k}
+    for dotted, value in sorted(valid.items(), key=lambda kv: not _names_origin(kv[0])):
         section = tuple(dotted.split(".")[:2])
         if _names_origin(dotted) and section not in cleared:
-            data.get("data", {}).pop(section[1], None)
+            if isinstance(data.get("data"), dict):
+                data["data"].pop(section[1], None)
             cleared.add(section)
-        _set_dotted(data, dotted, value)
+        _set_dotted(data, dotted, value, problems)
     config = from_dict(RunConfig, data, "", problems)
     problems += config.problems()
     if problems:
-        raise ConfigError(_format_problems(problems))
+        raise ConfigError(format_problems(problems))
     return config
 
 
@@ -476,11 +572,16 @@ def _names_origin(dotted: str) -> bool:
     return len(parts) > 2 and parts[0] == "data" and parts[2] in DATASET_ORIGINS
 
 
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+def _set_dotted(data: dict, dotted: str, value: Any, problems: Optional[list] = None) -> None:
     *parents, leaf = dotted.split(".")
     node = data
-    for part in parents:
+    for depth, part in enumerate(parents):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parents[: depth + 1])
+            if problems is not None:
+                problems.append(f"`{where}` must be a mapping of fields, got {node!r}.")
+            return
     node[leaf] = value
 
 

@@ -7,17 +7,25 @@ gradients with ``accelerator.accumulate``, clip, evaluate every epoch or N steps
 folder, then rename), keep the best checkpoint on the chosen metric, stop early when asked,
 and end with the best weights loaded. A finished stage leaves ``result.json`` in its
 checkpoint folder, so a resumed run skips it and restores its best weights.
+
+Faults: every file is published atomically (:mod:`hf_transfer.atomic`), so after a kill at
+any moment ``latest`` finds the newest complete checkpoint; SIGTERM makes every process
+checkpoint at the same update boundary and stop (:class:`~hf_transfer.errors.Preempted`,
+exit code 75); a NaN/inf loss or gradient stops the run before anything non-finite is
+saved, or skips that update (``training.on_nonfinite``). See :class:`_Guard` for the cost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import shutil
+import re
+import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Union
 
@@ -28,9 +36,10 @@ from accelerate.utils import is_npu_available, is_xpu_available
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .atomic import PARTIAL, clean_leftovers, publish_dir, remove_tree, write_json
 from .config import TrainingConfig
 from .data.tokenize import make_loader
-from .errors import ConfigError
+from .errors import ConfigError, NonFiniteError, Preempted
 from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -76,7 +85,8 @@ class StageResult:
     select_on: str = ""
     stopped_early: bool = False
     train_seconds: float = 0.0
-    history: list = field(default_factory=list)  # [{"step", "epoch", "loss" | eval metrics}]
+    history: list = field(default_factory=list)  # [{"step", "epoch", "loss" | eval metrics | "skipped"}]
+    skipped_steps: int = 0  # optimizer steps dropped for a non-finite loss/gradient (on_nonfinite: skip)
 
 
 @dataclass
@@ -90,6 +100,10 @@ class _LoopState:
     evals_without_improvement: int = 0
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
+    skipped_steps: int = 0
+    loss_sum: float = 0.0  # training loss summed since the last log line (mean over processes)
+    loss_batches: int = 0  # micro-batches in that sum
+    num_processes: Optional[int] = None
 
 
 class Engine:
@@ -104,14 +118,15 @@ class Engine:
 
     # --- evaluation ---------------------------------------------------------------------
 
-    def evaluate(self, model, eval_sets: dict[str, datasets.Dataset], batch_size: int,
-                 groups: Optional[dict[str, list]] = None) -> dict[str, dict]:
-        """Metrics for every evaluation set, plus one row per group where a set has several."""
+    def evaluate(self, model, eval_sets: dict[str, datasets.Dataset], batch_size: int) -> dict[str, dict]:
+        """Metrics for every evaluation set, plus one row per value of its ``group`` column
+        (language, domain) where a set has several."""
         results = {}
         for name, split in eval_sets.items():
             predictions, references, indices = self.predict(model, split, batch_size)
             results[name] = classification_metrics(predictions, references, self.label_names)
-            for group, rows in _rows_by_group((groups or {}).get(name), indices).items():
+            groups = split["group"] if "group" in split.column_names else None
+            for group, rows in _rows_by_group(groups, indices).items():
                 results[f"{name}[{group}]"] = classification_metrics(
                     [predictions[i] for i in rows], [references[i] for i in rows], self.label_names
                 )
@@ -144,6 +159,9 @@ class Engine:
 
         ``resume`` comes from :func:`resume_plan`: None (start fresh), ``FINISHED`` (restore the
         stage's best checkpoint and recorded result) or a checkpoint folder to continue from.
+
+        Raises :class:`NonFiniteError` on a NaN/inf loss or gradient (``on_nonfinite: stop``)
+        and :class:`Preempted` after SIGTERM, once a checkpoint is safely on disk.
         """
         acc, cfg = self.accelerator, stage.training
         if stage.select_on not in eval_sets:
@@ -178,69 +196,110 @@ class Engine:
         finished = stage_dir / RESULT_FILE
         if resume == FINISHED:
             return model, self._restore_finished_stage(stage, finished)
-        state = self._resume(Path(resume)) if resume else _LoopState()
+        self._set_aside_stale(stage_dir, Path(resume) if resume else None)
+        state = self._resume(Path(resume), stage_dir) if resume else _LoopState()
+        state.num_processes = acc.num_processes
 
         logger.info(
             "Stage %r: %d examples, %d updates (%d per epoch, batch %d x %d processes x %d "
             "accumulation), lr %g", stage.name, len(stage.train), total_updates, updates_per_epoch,
             cfg.batch_size, acc.num_processes, cfg.gradient_accumulation_steps, stage.learning_rate,
         )
+        guard = _Guard(acc, cfg.on_nonfinite)
+        params = [p for p in model.parameters() if p.requires_grad]
         progress = tqdm(total=total_updates, initial=state.step, desc=f"train [{stage.name}]",
                         disable=not acc.is_local_main_process, dynamic_ncols=True)
-        running_loss = torch.zeros((), device=acc.device)
-        loss_batches, stop = 0, False
+        # Loss summed on the device and read back only when logged (no per-step host sync);
+        # the sum since the last log line is part of the checkpoint, so resumed logs match.
+        running_loss = torch.full((), state.loss_sum, device=acc.device)
+        step_loss = torch.zeros((), device=acc.device)
+        step_batches, stop = 0, False
+        self._last_saved_step = state.step if resume else None
         started = time.perf_counter() - state.train_seconds
         model.train()
-        while state.step < total_updates and not stop:
-            train_loader.set_epoch(state.epoch)
-            batches = acc.skip_first_batches(train_loader, state.batches_in_epoch) \
-                if state.batches_in_epoch else train_loader
-            for batch in batches:
-                batch.pop("idx", None)
-                with acc.accumulate(model):
-                    loss = model(**batch).loss
-                    acc.backward(loss)
-                    if acc.sync_gradients and cfg.max_grad_norm is not None:
-                        acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                # Summed on the device; read back only when logged (no per-step host sync).
-                running_loss += loss.detach()
-                loss_batches += 1
-                state.batches_in_epoch += 1
-                if not acc.sync_gradients:
-                    continue
-                state.step += 1
-                progress.update(1)
-                end_of_epoch = state.batches_in_epoch >= len(train_loader)
-                if end_of_epoch:
-                    state.epoch, state.batches_in_epoch = state.epoch + 1, 0
-                if state.step % cfg.logging_steps == 0 or state.step == total_updates:
-                    mean_loss = acc.reduce(running_loss, "mean").item() / loss_batches
-                    self._log_loss(state, mean_loss, scheduler.get_last_lr()[0], progress)
-                    running_loss.zero_()
-                    loss_batches = 0
-                due = end_of_epoch if cfg.eval_strategy == "epoch" else state.step % cfg.eval_steps == 0
-                if due or state.step == total_updates:
-                    state.train_seconds = time.perf_counter() - started
-                    stop = self._evaluate_and_checkpoint(stage, model, eval_sets, state, stage_dir)
-                    model.train()
-                if stop or state.step >= total_updates:
-                    break
-        progress.close()
-        result = StageResult(
-            name=stage.name, steps=state.step,
-            epochs_completed=round(state.epoch + state.batches_in_epoch / len(train_loader), 4),
-            best_step=state.best_step, best_metric=state.best_metric,
-            metric_for_best=cfg.metric_for_best, select_on=stage.select_on, stopped_early=stop,
-            train_seconds=round(state.train_seconds, 3), history=state.history,
-        )
-        self._load_best(state, stage_dir)
-        if acc.is_main_process:
-            _write_json(finished, asdict(result))
-        acc.wait_for_everyone()
-        self.global_step_offset += state.step
+        with guard.catching_sigterm():
+            while state.step < total_updates and not stop:
+                train_loader.set_epoch(state.epoch)
+                batches = acc.skip_first_batches(train_loader, state.batches_in_epoch) \
+                    if state.batches_in_epoch else train_loader
+                for batch in batches:
+                    batch.pop("idx", None)
+                    with acc.accumulate(model):
+                        loss = model(**batch).loss
+                        acc.backward(loss)
+                        step_loss += loss.detach()
+                        step_batches += 1
+                        skipped = False
+                        if acc.sync_gradients:
+                            norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) \
+                                if cfg.max_grad_norm is not None else None
+                            bad = guard.nonfinite(step_loss, norm, params)
+                            if guard.skip:
+                                skipped = guard.agree_now(bad)  # one host sync per update
+                            else:
+                                guard.record(bad, state.step + 1)  # read one update later
+                            if skipped:
+                                guard.drop_step(optimizer)
+                            else:
+                                optimizer.step()
+                                scheduler.step()
+                            optimizer.zero_grad()
+                    state.batches_in_epoch += 1
+                    if not acc.sync_gradients:
+                        continue
+                    state.step += 1
+                    if skipped:
+                        self._note_skipped(stage, state, guard)
+                    else:
+                        running_loss += step_loss
+                        state.loss_batches += step_batches
+                        guard.consecutive_skips = 0
+                    step_loss.zero_()
+                    step_batches = 0
+                    progress.update(1)
+                    end_of_epoch = state.batches_in_epoch >= len(train_loader)
+                    if end_of_epoch:
+                        state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+                    bad_seen, preempted = guard.poll()
+                    if bad_seen:
+                        self._stop_nonfinite(stage, model, guard, stage_dir)
+                    if state.step % cfg.logging_steps == 0 or state.step == total_updates:
+                        if state.loss_batches:
+                            mean_loss = acc.reduce(running_loss, "mean").item() / state.loss_batches
+                            self._log_loss(state, mean_loss, scheduler.get_last_lr()[0], progress)
+                        running_loss.zero_()
+                        state.loss_batches = 0
+                    due = end_of_epoch if cfg.eval_strategy == "epoch" else state.step % cfg.eval_steps == 0
+                    if due or state.step == total_updates:
+                        state.train_seconds = time.perf_counter() - started
+                        self._check_finite(stage, model, guard, stage_dir)
+                        stop = self._evaluate_and_checkpoint(stage, model, eval_sets, state, stage_dir,
+                                                             running_loss)
+                        model.train()
+                    if preempted and state.step < total_updates and not stop:
+                        state.train_seconds = time.perf_counter() - started
+                        self._stop_preempted(stage, model, guard, state, stage_dir, running_loss)
+                    if stop or state.step >= total_updates:
+                        break
+            progress.close()
+            result = StageResult(
+                name=stage.name, steps=state.step,
+                epochs_completed=round(state.epoch + state.batches_in_epoch / len(train_loader), 4),
+                best_step=state.best_step, best_metric=state.best_metric,
+                metric_for_best=cfg.metric_for_best, select_on=stage.select_on, stopped_early=stop,
+                train_seconds=round(state.train_seconds, 3), history=state.history,
+                skipped_steps=state.skipped_steps,
+            )
+            self._load_best(state, stage_dir)
+            if acc.is_main_process:
+                write_json(finished, asdict(result))
+            acc.wait_for_everyone()
+            self.global_step_offset += state.step
+            if guard.agree_now(None, at_end=True):
+                raise Preempted(
+                    f"Received SIGTERM: stage {stage.name!r} had just finished; its result is saved "
+                    f"in {finished}. {RESUME_HINT}"
+                )
         return model, result
 
     def _log_loss(self, state: _LoopState, loss: float, lr: float, progress) -> None:
@@ -251,7 +310,7 @@ class Engine:
                              step=self.global_step_offset + state.step)
 
     def _evaluate_and_checkpoint(self, stage: Stage, model, eval_sets, state: _LoopState,
-                                 stage_dir: Path) -> bool:
+                                 stage_dir: Path, running_loss: torch.Tensor) -> bool:
         """Evaluate the selection set, checkpoint, track the best; True means stop early."""
         cfg = stage.training
         metrics = self.evaluate(model, {stage.select_on: eval_sets[stage.select_on]},
@@ -271,44 +330,142 @@ class Engine:
         if self.accelerator.is_main_process:
             logger.info("step %d: %s %s = %.4f%s", state.step, stage.select_on, cfg.metric_for_best,
                         value, " (best)" if improved else "")
-        self._save_checkpoint(checkpoint, state)
+        self._save_checkpoint(checkpoint, state, running_loss)
         self._rotate_checkpoints(stage_dir, state, cfg.save_total_limit)
         patience = cfg.early_stopping_patience
         return patience is not None and state.evals_without_improvement >= patience
 
+    # --- faults: non-finite numbers, preemption -------------------------------------------
+
+    def _note_skipped(self, stage: Stage, state: _LoopState, guard: "_Guard") -> None:
+        state.skipped_steps += 1
+        guard.consecutive_skips += 1
+        state.history.append({"step": state.step, "epoch": state.epoch,
+                              "skipped": "non-finite loss or gradients"})
+        logger.warning("Stage %r, optimizer step %d: non-finite loss or gradients; step skipped "
+                       "(%d skipped so far).", stage.name, state.step, state.skipped_steps)
+        if guard.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+            raise NonFiniteError(
+                f"Stage {stage.name!r}: {guard.consecutive_skips} optimizer steps in a row (up to "
+                f"step {state.step}) had a non-finite loss or gradients; skipping cannot recover "
+                f"from that. {_nonfinite_advice(self._last_good(stage.name))}"
+            )
+
+    def _check_finite(self, stage: Stage, model, guard: "_Guard", stage_dir: Path) -> None:
+        """Before anything is evaluated or saved: every update so far and the weights are finite
+        (a collective: every process takes the same decision)."""
+        first_bad, weights_bad = guard.check_now(model)
+        if first_bad is not None or weights_bad:
+            self._stop_nonfinite(stage, model, guard, stage_dir, first_bad, weights_bad)
+
+    def _stop_nonfinite(self, stage: Stage, model, guard: "_Guard", stage_dir: Path,
+                        first_bad: Optional[int] = None, weights_bad: bool = False) -> None:
+        if first_bad is None and not weights_bad:
+            first_bad, weights_bad = guard.check_now(model)
+        what = (f"the loss or gradients became non-finite (NaN/inf) at optimizer step {first_bad}"
+                if first_bad is not None else "the weights became non-finite (NaN/inf)")
+        raise NonFiniteError(
+            f"Stage {stage.name!r}: {what}. Training stopped (`training.on_nonfinite: stop`); "
+            f"nothing was saved after that step. {_nonfinite_advice(self._last_good(stage.name))}"
+        )
+
+    def _last_good(self, stage_name: str) -> Optional[Path]:
+        newest = list_checkpoints(self.run_dir / "checkpoints" / stage_name)
+        return newest[-1] if newest else None
+
+    def _stop_preempted(self, stage: Stage, model, guard: "_Guard", state: _LoopState,
+                        stage_dir: Path, running_loss: torch.Tensor) -> None:
+        """SIGTERM: checkpoint at this step boundary (unless just done), then stop."""
+        checkpoint = stage_dir / f"step_{state.step:07d}"
+        if self._last_saved_step != state.step:
+            self._check_finite(stage, model, guard, stage_dir)
+            self._save_checkpoint(checkpoint, state, running_loss)
+        if self.accelerator.is_main_process:
+            logger.warning("SIGTERM: saved %s; stopping.", checkpoint)
+        raise Preempted(
+            f"Received SIGTERM: stopped stage {stage.name!r} at optimizer step {state.step} and "
+            f"saved the checkpoint {checkpoint}. {RESUME_HINT}"
+        )
+
     # --- checkpoints --------------------------------------------------------------------
 
-    def _save_checkpoint(self, checkpoint: Path, state: _LoopState) -> None:
-        """``save_state`` into a temporary folder, then rename: a crash never leaves a
-        half-written folder under a name that ``latest`` would pick."""
+    def _save_checkpoint(self, checkpoint: Path, state: _LoopState,
+                         running_loss: Optional[torch.Tensor] = None) -> None:
+        """``save_state`` into ``step_N.partial``, then rename: a kill at any moment never
+        leaves a half-written folder under a name that ``latest`` would pick (a checkpoint
+        counts only once its ``trainer_state.json``, written last, is there)."""
         acc = self.accelerator
-        partial = checkpoint.with_name(checkpoint.name + ".partial")
-        if acc.is_main_process and partial.exists():
-            shutil.rmtree(partial)
+        if running_loss is not None:  # collective: the mean of every process's running sum
+            state.loss_sum = acc.reduce(running_loss.detach().clone(), "mean").item()
+        partial = checkpoint.with_name(checkpoint.name + PARTIAL)
+        if acc.is_main_process:
+            clean_leftovers(checkpoint.parent, "step_*")  # what a killed attempt left behind
+            partial.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(partial))
-        if acc.is_main_process:
-            _write_json(partial / STATE_FILE, asdict(state))
-            if checkpoint.exists():
-                shutil.rmtree(checkpoint)
-            partial.rename(checkpoint)
+        # Every process writes its own random states: all must be done before the rename.
         acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_json(partial / STATE_FILE, asdict(state))
+            publish_dir(partial, checkpoint)
+        acc.wait_for_everyone()
+        self._last_saved_step = state.step
 
     def _rotate_checkpoints(self, stage_dir: Path, state: _LoopState, limit: int) -> None:
         if not self.accelerator.is_main_process:
             return
         checkpoints = list_checkpoints(stage_dir)
-        removable = [c for c in checkpoints[:-1] if str(c) != state.best_checkpoint]
+        best = Path(state.best_checkpoint).name if state.best_checkpoint else None
+        removable = [c for c in checkpoints[:-1] if c.name != best]
         for old in removable[: max(0, len(checkpoints) - max(limit, 1))]:
-            shutil.rmtree(old)
+            remove_tree(old)
 
-    def _resume(self, checkpoint: Path) -> _LoopState:
+    def _set_aside_stale(self, stage_dir: Path, resume: Optional[Path]) -> None:
+        """Outputs of an earlier attempt that this one would replace (a stage started afresh
+        over old checkpoints, or resumed from an older checkpoint than its newest) are moved
+        to ``checkpoints/<stage>.superseded-N/``: never deleted, never picked by ``latest``."""
+        acc = self.accelerator
+        if acc.is_main_process and stage_dir.is_dir():
+            clean_leftovers(stage_dir)
+            newer = [c for c in list_checkpoints(stage_dir)
+                     if resume is None or _step_of(c) > _step_of(resume)]
+            stale = ([stage_dir / RESULT_FILE] if (stage_dir / RESULT_FILE).is_file() else []) + newer
+            if stale:
+                n = 1
+                while stage_dir.with_name(f"{stage_dir.name}.superseded-{n}").exists():
+                    n += 1
+                aside = stage_dir.with_name(f"{stage_dir.name}.superseded-{n}")
+                aside.mkdir()
+                for path in stale:  # result.json first: the stage no longer counts as finished
+                    path.rename(aside / path.name)
+                logger.warning("Moved %d output(s) of an earlier attempt (%s) to %s.", len(stale),
+                               ", ".join(p.name for p in stale), aside)
+        acc.wait_for_everyone()
+
+    def _resume(self, checkpoint: Path, stage_dir: Path) -> _LoopState:
+        acc = self.accelerator
         logger.info("Resuming from %s", checkpoint)
-        self.accelerator.load_state(str(checkpoint))
-        return _LoopState(**json.loads((checkpoint / STATE_FILE).read_text()))
+        data = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+        known = {f.name for f in fields(_LoopState)}
+        state = _LoopState(**{k: v for k, v in data.items() if k in known})
+        if state.num_processes not in (None, acc.num_processes):
+            logger.warning("%s was written by %d process(es), this run has %d: batches (and so "
+                           "results) will differ from an uninterrupted run.", checkpoint,
+                           state.num_processes, acc.num_processes)
+        if not (checkpoint / f"random_states_{acc.process_index}.pkl").is_file():
+            logger.warning("%s has no random state for process %d: dropout and shuffling will "
+                           "differ from an uninterrupted run.", checkpoint, acc.process_index)
+        # accelerate reads the optimizer, scheduler and RNG states with torch.load(weights_only=True).
+        acc.load_state(str(checkpoint))
+        # The best checkpoint is a sibling: a run folder that was moved or copied still resumes.
+        if state.best_checkpoint:
+            state.best_checkpoint = str(stage_dir / Path(state.best_checkpoint).name)
+        return state
 
     def _restore_finished_stage(self, stage: Stage, finished: Path) -> StageResult:
-        result = StageResult(**json.loads(finished.read_text()))
+        data = json.loads(finished.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(StageResult)}
+        result = StageResult(**{k: v for k, v in data.items() if k in known})
         best = finished.parent / f"step_{result.best_step:07d}"
         logger.info("Stage %r already finished; restoring its best checkpoint %s", stage.name, best)
         self.accelerator.load_state(str(best))
@@ -320,6 +477,146 @@ class Engine:
         if state.best_checkpoint and Path(state.best_checkpoint) != latest:
             logger.info("Loading the best checkpoint (step %d)", state.best_step)
             self.accelerator.load_state(state.best_checkpoint)
+
+
+RESUME_HINT = ("Resume with the same command plus `--output.resume_from_checkpoint latest` "
+               "(same output.dir).")
+# `on_nonfinite: skip` gives up after this many consecutive bad updates: skipping cannot help.
+MAX_CONSECUTIVE_SKIPS = 10
+
+
+def _nonfinite_advice(last_good: Optional[Path]) -> str:
+    kept = (f"The last good checkpoint is {last_good}." if last_good
+            else "No checkpoint had been written yet.")
+    return (f"{kept} Lower `training.learning_rate`, keep gradient clipping "
+            "(`training.max_grad_norm`), check the data and mixed precision, then resume with "
+            "`--output.resume_from_checkpoint latest`; or set `--training.on_nonfinite skip` to "
+            "drop such steps.")
+
+
+class _Guard:
+    """Non-finite and SIGTERM checks that every process answers the same way.
+
+    The cost trade-off: reading a device value on the host (``.item()``) makes the host wait
+    for the accelerator, which on a GPU drains the queue of launched kernels every step.
+
+    * ``skip`` must decide before ``optimizer.step()``, so it syncs once per update (and
+      all-reduces a 2-number flag under several processes).
+    * ``stop`` (the default) never waits for the current update: each update's flag is
+      recorded on the device and read one update later, when the device has long passed it.
+      Before anything is evaluated or saved, :meth:`check_now` reads the flags of every update
+      so far and checks the weights, so a checkpoint never holds non-finite weights.
+
+    SIGTERM only sets a flag; the agreed flag (an all-reduce, so a signal that reached one
+    process stops all of them at the same step) is read at update boundaries.
+    """
+
+    def __init__(self, accelerator: Accelerator, on_nonfinite: str):
+        self.acc = accelerator
+        self.device = accelerator.device
+        self.skip = on_nonfinite == "skip"
+        self.multi = accelerator.num_processes > 1
+        # With fp16 the GradScaler owns gradient overflow (it skips the step and lowers the
+        # scale): only the loss is checked then.
+        self.check_grads = accelerator.scaler is None
+        self.signal = False  # set by the SIGTERM handler of this process
+        self.consecutive_skips = 0
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._pending = None  # (agreed flags of the last update, on the host, CUDA event)
+        self._previous = None  # the update before: what poll() reads
+        self._agreed_signal = False  # skip mode: SIGTERM agreed at the last sync
+
+    @contextlib.contextmanager
+    def catching_sigterm(self):
+        def handler(signum, frame):
+            self.signal = True  # just a flag: it is acted upon at the next update boundary
+
+        try:
+            previous = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def nonfinite(self, loss: torch.Tensor, grad_norm, params) -> torch.Tensor:
+        """A device bool: is this update's summed loss, or its gradient norm, non-finite?"""
+        bad = ~torch.isfinite(loss)
+        if self.check_grads:
+            if grad_norm is None:  # no clipping (or a backend that clips inside): measure
+                grads = [p.grad for p in params if p.grad is not None]
+                grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+            if isinstance(grad_norm, torch.Tensor):
+                bad = bad | ~torch.isfinite(grad_norm.to(self.device))
+        return bad
+
+    def agree_now(self, bad: Optional[torch.Tensor], at_end: bool = False):
+        """Sync now. ``skip`` mode: True when this update must be dropped on every process
+        (also notes an agreed SIGTERM for :meth:`poll`). ``at_end``: whether any process got
+        SIGTERM."""
+        if at_end:
+            flags = torch.tensor([0.0, float(self.signal)], device=self.device)
+        else:
+            flags = torch.stack([bad.float(), torch.full((), float(self.signal), device=self.device)])
+        if self.multi:
+            flags = self.acc.reduce(flags, "sum")
+        bad_any, signal_any = (v > 0 for v in flags.tolist())
+        if at_end:
+            return signal_any
+        self._agreed_signal = signal_any
+        return bad_any
+
+    def drop_step(self, optimizer) -> None:
+        """Neither optimizer nor scheduler moves; the gradients are zeroed by the caller."""
+        scaler = self.acc.scaler
+        if scaler is not None:  # reset its per-step state, lowering the scale as for an overflow
+            scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+
+    def record(self, bad: torch.Tensor, step: int) -> None:
+        """``stop`` mode: remember the first bad update on the device; start agreeing on flags
+        without waiting for them."""
+        self._first_bad = torch.where(bad & (self._first_bad < 0),
+                                      torch.full_like(self._first_bad, step), self._first_bad)
+        flags = torch.stack([(self._first_bad >= 0).float(),
+                             torch.full((), float(self.signal), device=self.device)])
+        if self.multi:
+            flags = self.acc.reduce(flags, "sum")
+        self._previous = self._pending
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            host = flags.to("cpu", non_blocking=True)
+            event.record()
+            self._pending = (host, event)
+        else:
+            self._pending = (flags, None)
+
+    def poll(self) -> tuple[bool, bool]:
+        """At an update boundary: (a non-finite value was seen, SIGTERM agreed), as of one
+        update ago in ``stop`` mode (no waiting) and as of now in ``skip`` mode."""
+        if self.skip:
+            return False, self._agreed_signal or (not self.multi and self.signal)
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return False, not self.multi and self.signal
+        host, event = previous
+        if event is not None:
+            event.synchronize()
+        bad_any, signal_any = (v > 0 for v in host.tolist())
+        return bad_any, signal_any or (not self.multi and self.signal)
+
+    def check_now(self, model) -> tuple[Optional[int], bool]:
+        """Collective, synced: (first non-finite update of any process or None, whether any
+        trainable weight is non-finite)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        weights_bad = torch.stack([~torch.isfinite(p).all() for p in params]).any() if params \
+            else torch.zeros((), dtype=torch.bool, device=self.device)
+        first = self._first_bad.clone() if not self.skip else torch.full_like(self._first_bad, -1)
+        row = torch.stack([first, weights_bad.long().to(self.device)]).reshape(1, 2)
+        rows = self.acc.gather(row) if self.multi else row
+        firsts = [v for v in rows[:, 0].tolist() if v >= 0]
+        return (min(firsts) if firsts else None), bool(rows[:, 1].max().item())
 
 
 def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) -> dict:
@@ -350,7 +647,7 @@ def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) ->
             f"`output.resume_from_checkpoint` {resume!r} is not a checkpoint of this run: use "
             f"`latest` or a folder like {checkpoints / stage_names[0] / 'step_0000100'}."
         )
-    if not (path / STATE_FILE).is_file():
+    if not (path / STATE_FILE).is_file() or not CHECKPOINT_NAME.fullmatch(path.name):
         raise ConfigError(
             f"`output.resume_from_checkpoint` {resume!r} is missing or incomplete (no "
             f"{STATE_FILE}); use `latest` to take the newest complete checkpoint."
@@ -366,12 +663,22 @@ def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) ->
     return plan
 
 
+CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+
+
 def list_checkpoints(stage_dir: Path) -> list[Path]:
-    """Complete checkpoints of a stage, oldest first (``.partial`` folders never count)."""
+    """Complete checkpoints of a stage, oldest first: folders named exactly ``step_N`` that
+    hold ``trainer_state.json`` (``.partial``/``.trash`` folders never count)."""
     if not stage_dir.is_dir():
         return []
-    return sorted(p for p in stage_dir.glob("step_*")
-                  if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
+    return sorted((p for p in stage_dir.glob("step_*")
+                   if CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir() and (p / STATE_FILE).is_file()),
+                  key=_step_of)
+
+
+def _step_of(checkpoint: Path) -> int:
+    match = CHECKPOINT_NAME.fullmatch(Path(checkpoint).name)
+    return int(match.group(1)) if match else -1
 
 
 def _parameter_groups(model, weight_decay: float) -> list[dict]:
@@ -395,9 +702,5 @@ def _rows_by_group(groups: Optional[list], indices: list[int]) -> dict[str, list
     return dict(sorted(out.items())) if len(out) > 1 else {}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write through a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    partial.replace(path)
+# Kept for callers of the former private helper.
+_write_json = write_json

@@ -75,16 +75,40 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
         cfg, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(cfg.name_or_path), config=config, revision=cfg.revision,
-        trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
-        # A checkpoint that is already a classifier with another label count gets a new head.
-        ignore_mismatched_sizes=True,
-    )
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_path(cfg.name_or_path), config=config, revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
+            # A checkpoint that is already a classifier with another label count gets a new head.
+            ignore_mismatched_sizes=True, **weights_format(cfg.allow_pickle),
+        )
+    except OSError as err:
+        raise weights_error(cfg.name_or_path, err, "`model.allow_pickle`") from err
     missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
     new_modules = sorted(_owning_modules(model, missing))
     logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
     return model, new_modules
+
+
+def weights_format(allow_pickle: bool) -> dict:
+    """``from_pretrained`` arguments: safetensors only, unless pickle files are allowed (then
+    safetensors are still preferred, and transformers unpickles with ``weights_only=True``)."""
+    return {"use_safetensors": None if allow_pickle else True}
+
+
+def weights_error(name_or_path: str, err: Exception, option: str) -> ConfigError:
+    """A clear error for weights that did not load, naming ``option`` when only pickle files
+    (``pytorch_model.bin``) were there."""
+    folder = Path(resolve_model_path(name_or_path))
+    pickled = folder.is_dir() and any(folder.glob("*.bin")) and not any(folder.glob("*.safetensors"))
+    if pickled or "safetensors" in str(err):
+        return ConfigError(
+            f"{name_or_path!r} has no safetensors weights (only pickle files such as "
+            f"pytorch_model.bin, or none). Unpickling a file can run arbitrary code, so it is off by "
+            f"default: if you trust this model, set {option} true (or convert it to safetensors). "
+            f"({err})"
+        )
+    return ConfigError(f"The weights of {name_or_path!r} could not be loaded: {err}")
 
 
 def _owning_modules(model: torch.nn.Module, keys: set[str]) -> set[str]:

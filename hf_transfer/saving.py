@@ -17,23 +17,25 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
-from .modeling import resolve_model_path
+from .modeling import resolve_model_path, weights_error, weights_format
 
 META_FILE = "hf_transfer.json"
 
 
 def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence[str],
                     base_model: str, max_length: int, tuning: str,
-                    state_dict: Optional[dict] = None) -> Path:
+                    state_dict: Optional[dict] = None, text_prefix: str = "") -> Path:
     """Write ``model`` (unwrapped), ``tokenizer`` and label metadata into ``folder``.
 
     ``state_dict`` overrides the model's own weights, e.g. the full weights that
     ``accelerator.get_state_dict`` gathered from a sharded (FSDP) model.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    # Written into FOLDER.partial, then renamed: a kill never leaves a half-saved FOLDER.
+    final = Path(folder)
+    folder = partial_dir(final)
     is_adapter = _is_peft(model)
     if is_adapter:
         # Record the Hub id, not a packaged local folder, so the adapter loads anywhere.
@@ -50,11 +52,13 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
         "base_model": base_model,
         "labels": list(labels),
         "max_length": max_length,
+        "text_prefix": text_prefix,
         "tuning": tuning,
         "hf_transfer_version": __version__,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return folder
+    publish_dir(folder, final)
+    return final
 
 
 def _is_peft(model) -> bool:
@@ -69,6 +73,7 @@ class Classifier:
     tokenizer: object
     labels: list[str]
     max_length: int = 128
+    text_prefix: str = ""  # what training prepended to every text (e.g. e5's "query: ")
 
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -80,7 +85,7 @@ class Classifier:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            batch = self.tokenizer([texts[i] for i in rows], truncation=True, padding=True,
+            batch = self.tokenizer([self.text_prefix + texts[i] for i in rows], truncation=True, padding=True,
                                    max_length=self.max_length, return_tensors="pt").to(device)
             out[rows] = self.model(**batch).logits.float().softmax(-1).cpu().numpy()
         return out
@@ -92,29 +97,52 @@ class Classifier:
         return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(-1)]
 
 
-def load_classifier(path: Union[str, Path], device: Optional[str] = None) -> Classifier:
-    """Load a folder written by ``save_classifier`` (a training run's ``model/`` folder)."""
+def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
+                    revision: Optional[str] = None, token: Optional[str] = None,
+                    allow_pickle: bool = False) -> Classifier:
+    """Load a folder written by ``save_classifier`` (a training run's ``model/`` folder), or a
+    Hub repo id (``owner/name``) pushed with ``push_to_hub``: it is downloaded (or taken from the
+    cache, and only from there in offline mode) at ``revision``; ``token`` for private repos.
+    Weights load from safetensors only unless ``allow_pickle`` (unpickling can run code)."""
     folder = Path(path)
+    if not folder.exists() and _looks_like_repo_id(str(path)):
+        from .hub import download_classifier
+
+        folder = download_classifier(str(path), revision=revision, token=token)
     meta_file = folder / META_FILE
     if not meta_file.is_file():
         raise ConfigError(
-            f"{str(folder)!r} is not a saved hf_transfer classifier (no {META_FILE}). Pass the "
-            "`model` folder of a finished run, e.g. outputs/domain_adaptation/model."
+            f"{str(path)!r} is not a saved hf_transfer classifier (no {META_FILE}). Pass the "
+            "`model` folder of a finished run, e.g. outputs/domain_adaptation/model, or the id "
+            "of a Hub repo pushed with hf_transfer."
         )
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     labels = meta["labels"]
     label_kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                         label2id={name: i for i, name in enumerate(labels)})
-    if meta["format"] == "peft":
-        from peft import PeftModel
+    weights = weights_format(allow_pickle)
+    try:
+        if meta["format"] == "peft":
+            from peft import PeftModel
 
-        base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(meta["base_model"]), **label_kwargs
-        )
-        model = PeftModel.from_pretrained(base, folder)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs)
+            if not allow_pickle and not (folder / "adapter_model.safetensors").is_file():
+                raise OSError(f"no adapter_model.safetensors in {folder}")
+            base = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights
+            )
+            model = PeftModel.from_pretrained(base, folder)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights)
+    except OSError as err:
+        raise weights_error(str(path), err, "`allow_pickle`") from err
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if device:
         model.to(device)
-    return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128))
+    return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128),
+                      meta.get("text_prefix", ""))
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    from .config import REPO_ID_PATTERN
+
+    return REPO_ID_PATTERN.fullmatch(text) is not None

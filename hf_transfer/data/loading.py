@@ -14,6 +14,7 @@ before a model loads. Steps, in order:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -96,8 +97,10 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
     wanted = {cfg.text_column: "text", cfg.label_column: "label"}
     if cfg.group_column:
         wanted[cfg.group_column] = "group"
+    if cfg.split_key:
+        wanted[cfg.split_key] = "split_key"
     roles = {cfg.text_column: "text_column", cfg.label_column: "label_column",
-             cfg.group_column: "group_column"}
+             cfg.group_column: "group_column", cfg.split_key: "split_key"}
     out = {}
     for name, split in raw.items():
         columns = split.column_names
@@ -191,19 +194,50 @@ def _make_splits(raw: datasets.DatasetDict, cfg: DatasetConfig, seed: int, where
         )
     train = raw[names["train"]]
     _require_rows(train, f"{where} [{cfg.train_split}]")
-    splits = {}
-    for role, fraction in (("test", cfg.test_size), ("validation", cfg.validation_size)):
-        if names[role] in raw:
-            splits[role] = raw[names[role]]
-            continue
-        held, rest = stratified_split(train["label"], fraction, seed)
-        logger.info("%s: no %r split; carved %d of %d train rows (seeded, stratified).",
-                    where, names[role], len(held), len(train))
-        splits[role], train = train.select(held), train.select(rest)
-    splits["train"] = train
+    missing = [role for role in ("test", "validation") if names[role] not in raw]
+    if cfg.split_key:
+        assigned = keyed_assignment(train["split_key"], cfg.test_size, cfg.validation_size, seed)
+        how = f"by a seeded hash of `{cfg.split_key}`"
+    else:
+        assigned = stratified_assignment(train["label"], cfg.test_size, cfg.validation_size, seed)
+        how = "seeded, stratified"
+    splits = {role: raw[names[role]] for role in ("test", "validation") if role not in missing}
+    for role in missing:
+        splits[role] = train.select([i for i, a in enumerate(assigned) if a == role])
+        logger.info("%s: no %r split; carved %d of %d train rows (%s).",
+                    where, names[role], len(splits[role]), len(train), how)
+    splits["train"] = train.select([i for i, a in enumerate(assigned) if a not in missing])
+    if cfg.split_key:
+        splits = {role: split.remove_columns("split_key") for role, split in splits.items()}
     for role in SPLITS:
         _require_rows(splits[role], f"{where} [{role}]")
     return datasets.DatasetDict({role: splits[role] for role in SPLITS})
+
+
+def stratified_assignment(labels: list, test_size: float, validation_size: float,
+                          seed: int) -> list[str]:
+    """"test" / "validation" / "train" per row: stratified by label, seeded."""
+    assigned = ["train"] * len(labels)
+    test, rest = stratified_split(labels, test_size, seed)
+    for i in test:
+        assigned[i] = "test"
+    # The validation fraction is of the whole, taken from what the test split left.
+    fraction = validation_size / (1 - test_size)
+    validation, _ = stratified_split([labels[i] for i in rest], fraction, seed)
+    for j in validation:
+        assigned[rest[j]] = "validation"
+    return assigned
+
+
+def keyed_assignment(keys: list, test_size: float, validation_size: float, seed: int) -> list[str]:
+    """"test" / "validation" / "train" decided by a seeded hash of each row's key alone, so rows
+    sharing a key (e.g. translations of one dialog) land in the same split in every dataset."""
+    def unit(key) -> float:
+        digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    return ["test" if u < test_size else "validation" if u < test_size + validation_size
+            else "train" for u in map(unit, keys)]
 
 
 def _require_rows(split: datasets.Dataset, where: str) -> None:
@@ -245,16 +279,21 @@ def _limit(split: datasets.Dataset, cap: Optional[int], seed: int) -> datasets.D
 
 
 def take_k_per_class(split: datasets.Dataset, k: int, seed: int, where: str) -> datasets.Dataset:
-    by_label = _indices_by_label(split["label"])
-    too_small = {label: len(ix) for label, ix in by_label.items() if len(ix) < k}
+    """k examples of every class — of every class within each group (language, domain) when
+    the data has a group column, so few-shot data covers each target group equally."""
+    labels = split["label"]
+    groups = split["group"] if "group" in split.column_names else [None] * len(labels)
+    by_key = _indices_by_label(list(zip(labels, groups)))
+    too_small = {key: len(ix) for key, ix in by_key.items() if len(ix) < k}
     if too_small:
-        sizes = ", ".join(f"{label!r} has {n}" for label, n in sorted(too_small.items()))
+        sizes = ", ".join(f"{label!r}{f' in {group!r}' if group is not None else ''} has {n}"
+                          for (label, group), n in sorted(too_small.items()))
         raise DataError(
             f"`{where}.k_shot` is {k} but some classes have fewer training examples ({sizes}). "
             f"Lower `k_shot` to at most {min(too_small.values())}."
         )
     rng = np.random.default_rng(seed)
-    chosen = sorted(i for ix in by_label.values() for i in rng.permutation(ix)[:k])
+    chosen = sorted(i for ix in by_key.values() for i in rng.permutation(ix)[:k])
     return split.select(chosen)
 
 

@@ -11,14 +11,16 @@ from transformers import DataCollatorWithPadding
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
-def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int) -> datasets.DatasetDict:
+def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int,
+             text_prefix: str = "") -> datasets.DatasetDict:
     """Add token ids (truncated to ``max_length``, unpadded) and a row index ``idx``.
 
     ``idx`` travels through evaluation so predictions can be matched to rows (and their
     group) whatever order the distributed sampler returns them in.
     """
     def encode(batch, indices):
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        texts = [text_prefix + text for text in batch["text"]] if text_prefix else batch["text"]
+        out = tokenizer(texts, truncation=True, max_length=max_length)
         out["idx"] = indices
         return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -23,12 +24,14 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 
-from ..config import RunConfig, _choice_problem
+from ..atomic import remove_tree
+from ..config import RunConfig, _choice_problem, parse_args
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..data.tokenize import tokenize
 from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator, resume_plan
-from ..errors import ConfigError
+from ..errors import ConfigError, HfTransferError, Preempted
+from ..hub import push_run_from_config
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
 from ..saving import save_classifier
 from ..tuning import apply_tuning, check_tuning
@@ -48,7 +51,6 @@ class RunData:
     source: datasets.DatasetDict
     target: datasets.DatasetDict
     labels: LabelSpace
-    groups: dict  # eval set name -> group value per row (None without a group column)
     sizes: dict
 
 
@@ -71,11 +73,39 @@ class Recipe:
     def stages(self, data: RunData) -> list[Stage]:
         raise NotImplementedError
 
+    def align_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict):
+        """Hook to restrict source and target before the label check. Default: unchanged."""
+        return source, target
+
     def check_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict) -> LabelSpace:
         """Default: one shared space; target labels must all be source labels."""
         labels = LabelSpace.from_splits(source)
         labels.require_covers(target, "data.target")
         return labels
+
+    def extra_results(self, data: RunData, matrix: dict) -> dict:
+        """Hook: scenario-specific sections added to results.json."""
+        return {}
+
+    # --- stages shared by the recipes ----------------------------------------------------
+
+    @property
+    def learning_rate(self) -> float:
+        return self.config.training.learning_rate_for(self.config.tuning.method)
+
+    def source_stage(self, data: RunData) -> Stage:
+        """Train on the labelled source; pick the best checkpoint on `strategy.select_on`."""
+        cfg = self.config
+        return Stage(name="source", train=data.source["train"], training=cfg.training,
+                     learning_rate=self.learning_rate, num_epochs=cfg.training.num_epochs,
+                     select_on=f"{cfg.strategy.select_on}/validation")
+
+    def target_stage(self, data: RunData) -> Stage:
+        """Continue on the labelled target training data; select on `target/validation`."""
+        cfg = self.config.strategy
+        return Stage(name="target", train=data.target["train"], training=self.config.training,
+                     learning_rate=cfg.target_learning_rate or self.learning_rate,
+                     num_epochs=cfg.target_num_epochs, select_on="target/validation")
 
     # --- the run ------------------------------------------------------------------------
 
@@ -122,7 +152,7 @@ class Recipe:
 
         eval_started = time.perf_counter()
         # The prepared (DDP/FSDP) model: each process evaluates its shard of every split.
-        matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size, data.groups)
+        matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_started
         # Collective: under FSDP the full weights are gathered before the main process saves.
         state_dict = accelerator.get_state_dict(model) if cfg.output.save_model else None
@@ -136,12 +166,15 @@ class Recipe:
             if cfg.output.save_model:
                 save_classifier(accelerator.unwrap_model(model), tokenizer, self.run_dir / "model",
                                 data.labels.names, cfg.model.name_or_path, cfg.model.max_length,
-                                cfg.tuning.method, state_dict=state_dict)
+                                cfg.tuning.method, state_dict=state_dict,
+                                text_prefix=cfg.model.text_prefix)
             _write_json(self.run_dir / RESULTS_FILE, results)
             print(format_summary(results))
         accelerator.wait_for_everyone()
         accelerator.end_training()
         self.results = results
+        if cfg.output.push_to_hub and accelerator.is_main_process:  # results.json and model are written
+            push_run_from_config(self.run_dir, cfg.output)
         return results
 
     def eval_sets(self, data: RunData) -> dict[str, datasets.Dataset]:
@@ -174,21 +207,20 @@ class Recipe:
         seed = cfg.training.seed
         source = load_splits(cfg.data.source, seed, "source")
         target = load_splits(cfg.data.target, seed, "target")
+        source, target = self.align_labels(source, target)
         labels = self.check_labels(source, target)
-        groups = {f"{role}/{split}": (dd[split]["group"] if "group" in dd[split].column_names else None)
-                  for role, dd in (("source", source), ("target", target))
-                  for split in ("validation", "test")}
         sizes = {role: {"splits": {k: len(v) for k, v in dd.items()},
                         "label_counts": {k: label_counts(v) for k, v in dd.items()}}
                  for role, dd in (("source", source), ("target", target))}
-        return RunData(source, target, labels, groups, sizes)
+        return RunData(source, target, labels, sizes)
 
     def _tokenize(self, raw: RunData, tokenizer) -> RunData:
         def prepare(dd: datasets.DatasetDict) -> datasets.DatasetDict:
-            keep = raw.labels.encode(dd.remove_columns([c for c in ("group",) if c in dd["train"].column_names]))
-            return tokenize(keep, tokenizer, self.config.model.max_length)
+            # `group` stays: evaluation reports per group; the loaders never feed it to the model.
+            return tokenize(raw.labels.encode(dd), tokenizer, self.config.model.max_length,
+                            self.config.model.text_prefix)
 
-        return RunData(prepare(raw.source), prepare(raw.target), raw.labels, raw.groups, raw.sizes)
+        return RunData(prepare(raw.source), prepare(raw.target), raw.labels, raw.sizes)
 
     def _results(self, data: RunData, matrix: dict, stages: list[StageResult], accelerator,
                  timings: dict) -> dict:
@@ -199,6 +231,7 @@ class Recipe:
             "strategy": cfg.strategy.name,
             "labels": list(data.labels.names),
             "eval_matrix": matrix,
+            **self.extra_results(data, matrix),
             "best_step": {s.name: s.best_step for s in stages},
             "stages": [asdict(s) for s in stages],
             "data": data.sizes,
@@ -219,13 +252,25 @@ class Recipe:
         }
 
 
+def run_from_command_line(recipe_class: type, default_config: Path, description: str,
+                          argv: Optional[list] = None) -> int:
+    """What every script in recipes/ does: parse the command line over the script's default
+    YAML, run the recipe, and turn a user-fixable error into one message and exit code 2
+    (75 after SIGTERM, once a checkpoint is saved: resume with `--output.resume_from_checkpoint
+    latest`)."""
+    try:
+        config = parse_args(argv, default_config=default_config, description=description)
+        recipe_class(config).run()
+    except HfTransferError as err:
+        print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
 def _remove_run_outputs(run_dir: Path) -> None:
+    # Renamed away before deletion: a kill midway never leaves a half-deleted checkpoint.
     for name in RUN_OUTPUTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        remove_tree(run_dir / name)
 
 
 def _version(package: str) -> str:

@@ -24,17 +24,7 @@ class DomainAdaptationRecipe(Recipe):
     strategies = ("source_only", "sequential")
 
     def stages(self, data: RunData) -> list[Stage]:
-        cfg = self.config
-        learning_rate = cfg.training.learning_rate_for(cfg.tuning.method)
-        stages = [Stage(
-            name="source", train=data.source["train"], training=cfg.training,
-            learning_rate=learning_rate, num_epochs=cfg.training.num_epochs,
-            select_on="source/validation",
-        )]
-        if cfg.strategy.name == "sequential":
-            stages.append(Stage(
-                name="target", train=data.target["train"], training=cfg.training,
-                learning_rate=cfg.strategy.target_learning_rate or learning_rate,
-                num_epochs=cfg.strategy.target_num_epochs, select_on="target/validation",
-            ))
+        stages = [self.source_stage(data)]
+        if self.config.strategy.name == "sequential":
+            stages.append(self.target_stage(data))
         return stages
