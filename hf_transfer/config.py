@@ -628,7 +628,9 @@ def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[
             continue
         resolved = _resolve_key(key, paths, problems)
         if resolved:
-            overrides[resolved] = value
+            # An entry of a mapping setting has no declared type: read it as YAML
+            # (`--data.source.filter.language "[en, it]"` is a list).
+            overrides[resolved] = value if resolved in paths else _parse_inline(value)
     return _load(config_path, overrides, problems)
 
 

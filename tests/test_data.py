@@ -136,3 +136,25 @@ def test_label_space_ids_are_consistent(tiny_data):
     assert space.id2label[2] == "positive"
     encoded = space.encode(splits)
     assert [space.names[i] for i in encoded["train"]["labels"]] == splits["train"]["label"]
+
+
+def test_keyed_split_keeps_a_key_in_one_split_across_datasets(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("text,label,key\n" + "".join(f"en {i},{i % 2},k{i}\n" for i in range(200)))
+    b.write_text("text,label,key\n" + "".join(f"it {i},{i % 2},k{i}\n" for i in range(0, 200, 2)))
+    split_of = {}
+    for path in (a, b):
+        splits = load_splits(_config(path, split_key="key", label_column="label"), 7, "source")
+        for name, split in splits.items():
+            for text in split["text"]:
+                key = "k" + text.split()[1]
+                assert split_of.setdefault(key, name) == name, f"{key} in two splits"
+    assert {name for name in split_of.values()} == {"train", "validation", "test"}
+
+
+def test_k_shot_is_per_class_within_each_group(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("text,label,lang\n" + "".join(f"t{i},{'ab'[i % 2]},{'xyz'[i % 3]}\n" for i in range(300)))
+    splits = load_splits(_config(path, group_column="lang", k_shot=5), 0, "target")
+    pairs = list(zip(splits["train"]["label"], splits["train"]["group"]))
+    assert len(pairs) == 30 and all(pairs.count(p) == 5 for p in set(pairs))

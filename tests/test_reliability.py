@@ -143,7 +143,7 @@ def _run_overrides(tiny_model, tiny_data, run_dir: Path) -> dict:
 @dataclass
 class Reference:
     results: dict
-    window: float  # seconds from the first checkpoint to the end of the process
+    window: float  # seconds from the first checkpoint to results.json
 
 
 def _start(args: list[str], processes: int, log: Path) -> subprocess.Popen:
@@ -186,8 +186,10 @@ def _launch_reference(tiny_model, tiny_data, folder: Path, processes: int) -> Re
     proc = _start(overrides_to_args(_run_overrides(tiny_model, tiny_data, run_dir)), processes,
                   folder / "reference.log")
     first = _wait_for_first_checkpoint(proc, run_dir)
+    while not (run_dir / "results.json").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    window = time.monotonic() - first  # until the last output is written
     assert proc.wait(timeout=600) == 0, (folder / "reference.log").read_text()[-3000:]
-    window = time.monotonic() - first
     return Reference(json.loads((run_dir / "results.json").read_text()), window)
 
 

@@ -37,10 +37,13 @@ class LabelSpace:
         seen = {label for split in data.values() for label in split.unique("label")}
         unknown = sorted(seen - set(self.names))
         if unknown:
+            folded = {name.casefold(): name for name in self.names}
+            near = [f"{u!r} vs {folded[u.casefold()]!r}" for u in unknown if u.casefold() in folded]
+            case = f" Labels are case-sensitive: {', '.join(near)}." if near else ""
             raise DataError(
                 f"`{where}` has labels the source never had: {unknown}. This scenario needs one "
                 f"shared label space (source labels: {list(self.names)}). Map or filter those "
-                "labels, or use the label-space recipe for a new label set."
+                f"labels, or use the label-space recipe for a new label set.{case}"
             )
 
     def encode(self, data: datasets.DatasetDict) -> datasets.DatasetDict:

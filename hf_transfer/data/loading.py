@@ -7,7 +7,9 @@ before a model loads. Steps, in order:
 2. check that the configured columns exist, then rename them to ``text``, ``label``, ``group``;
 3. apply ``filter``; drop rows with an empty text or a missing label (counted in the log);
 4. make labels strings with stray whitespace removed (integers become ``"0"``, ``"1"``, ...,
-   a ``ClassLabel`` column gives its names);
+   ``1.0`` becomes ``"1"``, a ``ClassLabel`` column gives its names). Case is kept: ``"Pos"``
+   and ``"pos"`` are two labels (a warning names such pairs). Texts are kept exactly as they
+   are (numbers become their text); repeated texts are kept and counted in the log;
 5. carve ``validation``/``test`` from train when the data has no such split (seeded, stratified);
 6. cap sizes (``max_train_samples``, ``max_eval_samples``) and take ``k_shot`` per class.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -39,7 +42,9 @@ def load_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDic
     raw = read_dataset(cfg, where)
     raw = _standardise_columns(raw, cfg, where)
     raw = datasets.DatasetDict({name: _clean(split, f"{where} [{name}]") for name, split in raw.items()})
+    _report_label_case(raw, where)
     splits = _make_splits(raw, cfg, seed, where)
+    _report_repeats(splits, where)
     splits["train"] = _limit(splits["train"], cfg.max_train_samples, seed)
     if cfg.k_shot is not None:
         splits["train"] = take_k_per_class(splits["train"], cfg.k_shot, seed, where)
@@ -56,7 +61,7 @@ def read_dataset(cfg: DatasetConfig, where: str) -> datasets.DatasetDict:
     if cfg.builtin:
         return datasets.DatasetDict({"train": load_builtin(cfg.builtin)})
     if cfg.files:
-        return _read_files(cfg.files, where)
+        return _read_files(cfg.files, where, cfg.encoding)
     try:
         loaded = datasets.load_dataset(cfg.hub_id, cfg.hub_config)
     except Exception as err:  # datasets raises many types for "not reachable / not found"
@@ -67,23 +72,68 @@ def read_dataset(cfg: DatasetConfig, where: str) -> datasets.DatasetDict:
     return loaded
 
 
-def _read_files(files: dict, where: str) -> datasets.DatasetDict:
+def _read_files(files: dict, where: str, encoding: str = "utf-8") -> datasets.DatasetDict:
+    """Read local files by split. CSV cells are read as text, exactly as written: only an empty
+    cell is missing ("NA", "null", "None" are values), numbers are not re-typed, and a file that
+    does not decode with ``encoding`` is an error (never silently altered)."""
     out = {}
     for split, paths in files.items():
         paths = paths if isinstance(paths, list) else [paths]
+        field = f"`{where}.files.{split}`"
         kinds = {FILE_BUILDERS.get(_suffix(p)) for p in paths}
         if None in kinds or len(kinds) != 1:
             raise DataError(
-                f"`{where}.files.{split}`: use one file type per split out of "
+                f"{field}: use one file type per split out of "
                 f"{', '.join(FILE_BUILDERS)} (got {paths})."
             )
         kind = kinds.pop()
-        options = {"encoding_errors": "replace"} if kind == "csv" else {}
         try:
+            options = {}
+            if kind == "csv":
+                columns = _csv_columns(paths, encoding, field)
+                options = dict(encoding=encoding, encoding_errors="strict", keep_default_na=False,
+                               na_values=[""], features=datasets.Features(
+                                   {c: datasets.Value("string") for c in columns}))
             out[split] = datasets.load_dataset(kind, data_files=paths, split="train", **options)
+        except DataError:
+            raise
         except Exception as err:
-            raise DataError(f"`{where}.files.{split}`: could not read {paths}: {err}") from err
+            raise _read_error(err, field, paths, encoding, f"{where}.encoding") from err
     return datasets.DatasetDict(out)
+
+
+def _csv_columns(paths: list, encoding: str, field: str) -> list[str]:
+    """The header of the csv files of one split (they must agree)."""
+    import pandas as pd
+
+    headers = []
+    for path in paths:
+        try:
+            headers.append(list(pd.read_csv(path, nrows=0, encoding=encoding,
+                                            encoding_errors="strict").columns))
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{field}: {path} is empty (not even a header row).") from None
+    if any(h != headers[0] for h in headers):
+        raise DataError(f"{field}: the files have different columns: "
+                        + "; ".join(f"{p}: {', '.join(map(str, h))}" for p, h in zip(paths, headers)))
+    return [str(c) for c in headers[0]]
+
+
+def _read_error(err: Exception, field: str, paths: list, encoding: str, encoding_field: str) -> DataError:
+    cause = err
+    while cause is not None:
+        if isinstance(cause, UnicodeDecodeError):
+            return DataError(
+                f"{field}: {paths} is not valid {encoding} text ({cause.reason}, byte "
+                f"{cause.object[cause.start:cause.start + 1]!r} at position {cause.start}). Set "
+                f"`{encoding_field}` to the file's encoding (e.g. latin-1 or cp1252) for csv; "
+                "JSON files must be UTF-8."
+            )
+        cause = cause.__cause__ or cause.__context__
+    hint = ""
+    if "changed from" in str(err) or "mixed" in str(err).lower():
+        hint = " A column seems to mix numbers and text: write all its values one way."
+    return DataError(f"{field}: could not read {paths}: {type(err).__name__}: {err}{hint}")
 
 
 def _suffix(path: str) -> str:
@@ -112,7 +162,10 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
                     f"Columns there: {', '.join(columns)}."
                 )
         split = _apply_filter(split, cfg.filter, f"{where}.filter", name)
+        for column, field in ((cfg.text_column, "text_column"), (cfg.label_column, "label_column")):
+            _require_scalar(split, column, f"`{where}.{field}`", name)
         split = _labels_as_strings(split, cfg.label_column)
+        split = _texts_as_strings(split, cfg.text_column)
         split = split.select_columns(list(wanted)).rename_columns(
             {k: v for k, v in wanted.items() if k != v}
         )
@@ -152,6 +205,29 @@ def _labels_as_strings(split: datasets.Dataset, label_column: str) -> datasets.D
     )
 
 
+def _require_scalar(split: datasets.Dataset, column: str, field: str, name: str) -> None:
+    feature = split.features[column]
+    if not isinstance(feature, (datasets.Value, datasets.ClassLabel)):
+        raise DataError(
+            f"{field}: column {column!r} of split {name!r} holds {type(feature).__name__} values "
+            "(lists or records), not one text or label per row. Multi-label data is not supported."
+        )
+
+
+def _texts_as_strings(split: datasets.Dataset, text_column: str) -> datasets.Dataset:
+    """Numbers or booleans in the text column become their text; NaN becomes missing."""
+    feature = split.features[text_column]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return split
+    if isinstance(feature, datasets.ClassLabel):
+        names = feature.names
+        convert = lambda v: None if v is None or v < 0 else names[v]  # noqa: E731
+    else:
+        convert = lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)  # noqa: E731
+    return split.map(lambda b: {text_column: [convert(v) for v in b[text_column]]},
+                     batched=True, features=_with_string(split.features, text_column))
+
+
 def _with_string(features: datasets.Features, column: str) -> datasets.Features:
     features = features.copy()
     features[column] = datasets.Value("string")
@@ -159,27 +235,70 @@ def _with_string(features: datasets.Features, column: str) -> datasets.Features:
 
 
 def _label_text(value) -> Optional[str]:
-    """``" Positive "`` -> ``"Positive"``, ``1.0`` -> ``"1"``; None/NaN/empty -> None."""
+    """A label as text: surrounding whitespace stripped, case kept (``"Pos"`` and ``"pos"`` are
+    two labels), a whole number written as an integer (``1.0``, ``"1.0"`` -> ``"1"``);
+    None, NaN, an empty or whitespace-only value -> None (missing)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
+    if _WHOLE_NUMBER.fullmatch(text):
+        text = text.split(".")[0]
     return text or None
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+\.0+")
+
+
 def _clean(split: datasets.Dataset, where: str) -> datasets.Dataset:
-    """Drop rows with no usable text or label, saying how many."""
-    keep = [
-        isinstance(text, str) and bool(text.strip()) and label is not None
-        for text, label in zip(split["text"], split["label"])
-    ]
+    """Drop rows with no usable text (missing, empty or whitespace only) or no label, saying
+    how many and why. Texts are otherwise kept exactly as they are."""
+    no_text = [not (isinstance(text, str) and text.strip()) for text in split["text"]]
+    no_label = [label is None for label in split["label"]]
+    keep = [not (a or b) for a, b in zip(no_text, no_label)]
     dropped = len(keep) - sum(keep)
     if dropped:
-        logger.warning("%s: dropped %d of %d rows with an empty text or a missing label.",
-                       where, dropped, len(keep))
+        logger.warning("%s: dropped %d of %d rows with an empty text or a missing label "
+                       "(%d without text, %d without label).",
+                       where, dropped, len(keep), sum(no_text), sum(no_label))
         split = split.select(np.flatnonzero(keep))
     return split
+
+
+def _report_label_case(data: datasets.DatasetDict, where: str) -> None:
+    """Labels are case-sensitive; say so when some differ only in case."""
+    by_folded: dict = {}
+    for label in {label for split in data.values() for label in split.unique("label")}:
+        by_folded.setdefault(label.casefold(), set()).add(label)
+    clashes = [sorted(v) for v in by_folded.values() if len(v) > 1]
+    if clashes:
+        logger.warning("%s: labels are case-sensitive, so these are different labels: %s. Write "
+                       "them one way in the data if they mean the same class.",
+                       where, "; ".join(" / ".join(map(repr, c)) for c in sorted(clashes)))
+
+
+def _report_repeats(splits: datasets.DatasetDict, where: str) -> None:
+    """Repeated texts are kept; count them, texts with conflicting labels, and evaluation
+    texts that also occur in train (they make scores optimistic)."""
+    train_texts = set(splits["train"]["text"])
+    for name, split in splits.items():
+        labels_of: dict = {}
+        for text, label in zip(split["text"], split["label"]):
+            labels_of.setdefault(text, set()).add(label)
+        repeated = len(split) - len(labels_of)
+        conflicting = sum(len(v) > 1 for v in labels_of.values())
+        if repeated:
+            logger.info("%s [%s]: %d row(s) repeat a text already in the split (kept).",
+                        where, name, repeated)
+        if conflicting:
+            logger.warning("%s [%s]: %d text(s) occur with different labels (kept).",
+                           where, name, conflicting)
+        if name != "train":
+            shared = sum(text in train_texts for text in split["text"])
+            if shared:
+                logger.warning("%s [%s]: %d of %d rows have a text that is also in train: its "
+                               "scores may be optimistic.", where, name, shared, len(split))
 
 
 # --- splits and sampling --------------------------------------------------------------------

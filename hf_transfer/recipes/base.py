@@ -161,6 +161,7 @@ class Recipe:
             "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),
             "final_eval_seconds": round(eval_seconds, 3),
             "total_seconds": round(time.perf_counter() - started, 3),
+            **_peak_memory(accelerator),
         })
         if accelerator.is_main_process:
             if cfg.output.save_model:
@@ -271,6 +272,18 @@ def _remove_run_outputs(run_dir: Path) -> None:
     # Renamed away before deletion: a kill midway never leaves a half-deleted checkpoint.
     for name in RUN_OUTPUTS:
         remove_tree(run_dir / name)
+
+
+def _peak_memory(accelerator) -> dict:
+    """Peak resident memory of this process (and peak GPU memory on CUDA), in MiB."""
+    import resource
+
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)}
+    if accelerator.device.type == "cuda":
+        out["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**20, 1)
+    return out
 
 
 def _version(package: str) -> str:

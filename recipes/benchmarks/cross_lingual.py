@@ -1,0 +1,122 @@
+"""Cross-lingual benchmark: zero-shot and few-shot transfer on the built-in chatterbot data.
+
+    python recipes/benchmarks/cross_lingual.py                 # 3 seeds, all variants (~1 h on 2 CPU cores)
+    python recipes/benchmarks/cross_lingual.py --seeds 1 --variants e5_zero_shot minilm_zero_shot
+
+Runs `recipes/cross_lingual.py` once per variant and seed (each its own process, so peak
+memory is per run), then writes `docs/benchmarks/cross_lingual.md` and `.json`: per target
+language, mean and spread (sample standard deviation, min–max) of test accuracy and macro-F1,
+the majority-class rate, time per epoch and peak resident memory.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "recipes" / "configs"
+MINILM = ["--model.name_or_path", "sentence-transformers/all-MiniLM-L6-v2", "--model.text_prefix", ""]
+
+# name -> (config file, extra command-line overrides, what it shows)
+VARIANTS = {
+    "e5_zero_shot": ("cross_lingual.yaml", [], "multilingual e5 + LoRA, English only"),
+    "minilm_zero_shot": ("cross_lingual.yaml", MINILM, "English MiniLM + LoRA, English only"),
+    "e5_few_shot_k4": ("cross_lingual_few_shot.yaml", ["--data.target.k_shot", "4"],
+                       "then 4 dialogs per topic and target language"),
+    "e5_few_shot_k16": ("cross_lingual_few_shot.yaml", ["--data.target.k_shot", "16"],
+                        "then 16 dialogs per topic and target language"),
+    "e5_zero_shot_full": ("cross_lingual.yaml", ["--tuning.method", "full", "--training.learning_rate", "5e-5"],
+                          "multilingual e5, full fine-tuning, English only"),
+}
+
+
+def run(variant: str, seed: int, out_root: Path) -> dict:
+    config, extra, _ = VARIANTS[variant]
+    out = out_root / f"{variant}_seed{seed}"
+    command = [sys.executable, str(REPO / "recipes" / "cross_lingual.py"), "--config", str(CONFIGS / config),
+               "--training.seed", str(seed), "--output.dir", str(out), "--output.overwrite", "true",
+               "--output.save_model", "false", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} seed {seed} failed:\n{done.stderr[-3000:]}")
+    return json.loads((out / "results.json").read_text())
+
+
+def summarise(results: list[dict]) -> dict:
+    languages = [name for name, row in results[0]["languages"].items()]
+    out = {}
+    for language in languages:
+        rows = [r["languages"][language] for r in results]
+        out[language] = {metric: _stats([row[metric] for row in rows]) for metric in ("accuracy", "macro_f1")}
+        out[language]["role"] = rows[0]["role"]
+    first_stage = [r["stages"][0] for r in results]
+    out["_cost"] = {
+        "seconds_per_epoch": _stats([s["train_seconds"] / max(s["epochs_completed"], 1e-9) for s in first_stage]),
+        "peak_rss_mb": _stats([r["timings"]["peak_rss_mb"] for r in results]),
+    }
+    return out
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def majority_rates(result: dict) -> dict:
+    """Share of the most frequent label in each language's test split (from the eval matrix)."""
+    counts = result["data"]["target"]["label_counts"]["test"]
+    return {"all targets": max(counts.values()) / sum(counts.values())}
+
+
+def markdown(summary: dict, majority: dict, seeds: list[int], environment: dict) -> str:
+    lines = ["# Cross-lingual benchmark (built-in `chatterbot`, 7 topics)", "",
+             f"Seeds {seeds}; mean ± sample std (min–max) of test-split scores. Source: English.",
+             f"Majority-class rate on the pooled target test split: {majority['all targets']:.3f}.",
+             f"Machine: {environment['device']}, torch {environment['torch']}, transformers "
+             f"{environment['transformers']}, peft {environment['peft']}.",
+             "Regenerate: `python recipes/benchmarks/cross_lingual.py`.", "",
+             "| variant | language | accuracy | macro-F1 |", "|---|---|---|---|"]
+    for variant, per_language in summary.items():
+        for language, row in per_language.items():
+            if language.startswith("_"):
+                continue
+            lines.append(f"| {variant} | {language} ({row['role']}) | {_fmt(row['accuracy'])} | {_fmt(row['macro_f1'])} |")
+    lines += ["", "| variant | what | seconds per source epoch | peak RSS (MiB) |", "|---|---|---|---|"]
+    for variant, per_language in summary.items():
+        cost = per_language["_cost"]
+        lines.append(f"| {variant} | {VARIANTS[variant][2]} | {_fmt(cost['seconds_per_epoch'], 1)} | "
+                     f"{_fmt(cost['peak_rss_mb'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(s: dict, digits: int = 3) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (1, 2, ...)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_cross_lingual")
+    parser.add_argument("--report", type=Path, default=REPO / "docs" / "benchmarks" / "cross_lingual")
+    args = parser.parse_args()
+    seeds = list(range(1, args.seeds + 1))
+    summary, last = {}, None
+    for variant in args.variants:
+        results = []
+        for seed in seeds:
+            print(f"{variant} seed {seed} ...", flush=True)
+            results.append(run(variant, seed, args.out))
+        summary[variant], last = summarise(results), results[-1]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    report = markdown(summary, majority_rates(last), seeds, last["environment"])
+    args.report.with_suffix(".md").write_text(report)
+    args.report.with_suffix(".json").write_text(json.dumps({"seeds": seeds, "summary": summary}, indent=1))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
