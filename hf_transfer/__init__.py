@@ -13,12 +13,14 @@ from .config import RunConfig, load_config, parse_args
 from .errors import ConfigError, DataError, HfTransferError, NonFiniteError, Preempted
 from .hub import HubError, push_to_hub
 from .merging import merge_adapter
-from .recipes import CrossLingualRecipe, DomainAdaptationRecipe, Recipe
+from .recipes import (ConditionalShiftRecipe, CrossLingualRecipe, DomainAdaptationRecipe,
+                      LabelSpaceRecipe, Recipe)
 from .saving import Classifier, load_classifier, save_classifier
 from .version import __version__
 
 __all__ = [
     "Classifier",
+    "ConditionalShiftRecipe",
     "ConfigError",
     "CrossLingualRecipe",
     "DataError",
@@ -27,6 +29,7 @@ __all__ = [
     "NonFiniteError",
     "Preempted",
     "HubError",
+    "LabelSpaceRecipe",
     "Recipe",
     "RunConfig",
     "__version__",

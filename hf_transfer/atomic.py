@@ -58,15 +58,15 @@ def partial_dir(final: Path) -> Path:
 def publish_dir(partial: Path, final: Path) -> None:
     """Move a completely written folder into place, replacing (then deleting) an older one."""
     partial, final = Path(partial), Path(final)
-    old = None
-    if final.exists():
-        old = final.with_name(final.name + TRASH)
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
+    trash = final.with_name(final.name + TRASH)
+    if trash.exists():  # left by a save killed between the two renames below
+        shutil.rmtree(trash)
+    replaced = final.exists()
+    if replaced:
+        final.rename(trash)
     partial.rename(final)
-    if old is not None:
-        shutil.rmtree(old)
+    if replaced:
+        shutil.rmtree(trash)
 
 
 def clean_leftovers(folder: Path, pattern: str = "*") -> list[Path]:

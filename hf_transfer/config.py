@@ -15,6 +15,7 @@ unknown keys, wrong types, bad values — is collected and reported together in 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import math
@@ -147,6 +148,11 @@ class DatasetConfig:
                 for file in paths if isinstance(paths, list) else [paths]:
                     if not isinstance(file, str) or not Path(file).is_file():
                         out.append(f"`{path}.files.{split}`: no such file {file!r}.")
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, ValueError):  # ValueError: e.g. a NUL in the name
+            out.append(f"`{path}.encoding` is {self.encoding!r}: not a text encoding Python knows "
+                       "(e.g. utf-8, latin-1, cp1252).")
         if self.filter is not None and not all(isinstance(k, str) for k in self.filter):
             out.append(f"`{path}.filter` keys must be column names.")
         for name in ("validation_size", "test_size"):
@@ -284,6 +290,32 @@ class StrategyConfig:
     target_learning_rate: Optional[float] = _field(
         None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
     )
+    # --- label-space and conditional-shift recipes ---
+    source_model: Optional[str] = _field(
+        None, "Label-space/conditional-shift recipes: the source classifier to start from — a model "
+        "folder saved by hf_transfer (a full model, or a LoRA adapter: merged into its base first) "
+        "or any transformers sequence classifier (Hub id or folder). Null: train the source stage "
+        "first, from `model.name_or_path` on `data.source`."
+    )
+    evaluate_source: bool = _field(
+        True, "Label-space/conditional-shift recipes: evaluate the source task on `data.source` "
+        "(its labels must be the source classifier's). False: `data.source` is not loaded when "
+        "`source_model` is given (no source rows, no forgetting report)."
+    )
+    label_map: Optional[dict] = _field(
+        None, "`label_map` strategy: {target_label: source_label}; those rows of the new head "
+        "start as the source head's rows (labels with the same name are matched as well)."
+    )
+    probe_num_epochs: float = _field(
+        5, "`lp_ft`: epochs of the linear probe (only the new head trains) before fine-tuning."
+    )
+    probe_learning_rate: Optional[float] = _field(
+        None, "`lp_ft`: learning rate of the linear probe; null uses the `frozen` default (1e-3)."
+    )
+    l2sp_alpha: float = _field(
+        0.1, "`l2sp`: strength alpha of the penalty alpha/2 * ||w - w_source||^2 on the encoder "
+        "weights that train (Li et al. 2018 use 0.1)."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = _choice_problems(path, self, {"select_on": ("source", "target")})
@@ -291,6 +323,19 @@ class StrategyConfig:
             out.append(f"`{path}.target_num_epochs` must be positive.")
         if self.target_learning_rate is not None and self.target_learning_rate <= 0:
             out.append(f"`{path}.target_learning_rate` must be positive or null.")
+        if self.source_model is not None and not self.source_model.strip():
+            out.append(f"`{path}.source_model` is empty: give a model folder or Hub id, or null.")
+        if self.label_map is not None and not all(
+                isinstance(v, (str, int)) and not isinstance(v, bool)
+                for pair in self.label_map.items() for v in pair):
+            out.append(f"`{path}.label_map` must map target label names to source label names, "
+                       f"e.g. {{sport: sports}}; got {self.label_map!r}.")
+        if self.probe_num_epochs <= 0:
+            out.append(f"`{path}.probe_num_epochs` must be positive.")
+        if self.probe_learning_rate is not None and self.probe_learning_rate <= 0:
+            out.append(f"`{path}.probe_learning_rate` must be positive or null.")
+        if self.l2sp_alpha < 0:
+            out.append(f"`{path}.l2sp_alpha` is {self.l2sp_alpha}: use a value of at least 0.")
         return out
 
 

@@ -27,7 +27,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import datasets
 import torch
@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 RESULT_FILE = "result.json"
+# accelerate unpickles optimizer/scheduler/sampler states with torch.load; ask for the
+# restricted unpickler explicitly (its RNG states are always read with weights_only=True).
+# Checkpoints are still trusted input: resume only from checkpoints your runs wrote.
+SAFE_LOAD = {"weights_only": True}
 FINISHED = "finished"  # resume plan entry: the stage completed in an earlier attempt
 
 
@@ -72,6 +76,9 @@ class Stage:
     learning_rate: float
     num_epochs: float
     select_on: str  # evaluation set that picks the best checkpoint, e.g. "source/validation"
+    # Optional penalty on the weights added to every micro-batch's loss (e.g. L2-SP): called
+    # with the unwrapped model, returns a scalar tensor. The logged loss includes it.
+    regularizer: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None
 
 
 @dataclass
@@ -226,6 +233,8 @@ class Engine:
                     batch.pop("idx", None)
                     with acc.accumulate(model):
                         loss = model(**batch).loss
+                        if stage.regularizer is not None:
+                            loss = loss + stage.regularizer(acc.unwrap_model(model))
                         acc.backward(loss)
                         step_loss += loss.detach()
                         step_batches += 1
@@ -455,8 +464,7 @@ class Engine:
         if not (checkpoint / f"random_states_{acc.process_index}.pkl").is_file():
             logger.warning("%s has no random state for process %d: dropout and shuffling will "
                            "differ from an uninterrupted run.", checkpoint, acc.process_index)
-        # accelerate reads the optimizer, scheduler and RNG states with torch.load(weights_only=True).
-        acc.load_state(str(checkpoint))
+        acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD)
         # The best checkpoint is a sibling: a run folder that was moved or copied still resumes.
         if state.best_checkpoint:
             state.best_checkpoint = str(stage_dir / Path(state.best_checkpoint).name)
@@ -468,7 +476,7 @@ class Engine:
         result = StageResult(**{k: v for k, v in data.items() if k in known})
         best = finished.parent / f"step_{result.best_step:07d}"
         logger.info("Stage %r already finished; restoring its best checkpoint %s", stage.name, best)
-        self.accelerator.load_state(str(best))
+        self.accelerator.load_state(str(best), load_kwargs=SAFE_LOAD)
         self.global_step_offset += result.steps
         return result
 
@@ -476,7 +484,7 @@ class Engine:
         latest = list_checkpoints(stage_dir)[-1]
         if state.best_checkpoint and Path(state.best_checkpoint) != latest:
             logger.info("Loading the best checkpoint (step %d)", state.best_step)
-            self.accelerator.load_state(state.best_checkpoint)
+            self.accelerator.load_state(state.best_checkpoint, load_kwargs=SAFE_LOAD)
 
 
 RESUME_HINT = ("Resume with the same command plus `--output.resume_from_checkpoint latest` "

