@@ -12,6 +12,7 @@ the majority-class rate, time per epoch and peak resident memory.
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -73,19 +74,24 @@ def _stats(values: list[float]) -> dict:
             "min": min(values), "max": max(values), "n": len(values)}
 
 
-def majority_rates(result: dict) -> dict:
-    """Share of the most frequent label in each language's test split (from the eval matrix)."""
-    counts = result["data"]["target"]["label_counts"]["test"]
-    return {"all targets": max(counts.values()) / sum(counts.values())}
+def majority_rate(results: list[dict]) -> float:
+    """Share of the most frequent label in the pooled target test split, averaged over runs
+    (the split depends on the seed)."""
+    rates = []
+    for result in results:
+        counts = result["data"]["target"]["label_counts"]["test"]
+        rates.append(max(counts.values()) / sum(counts.values()))
+    return statistics.fmean(rates)
 
 
-def markdown(summary: dict, majority: dict, seeds: list[int], environment: dict) -> str:
+def markdown(summary: dict, majority: float, seeds: list[int], environment: dict) -> str:
     lines = ["# Cross-lingual benchmark (built-in `chatterbot`, 7 topics)", "",
              f"Seeds {seeds}; mean ± sample std (min–max) of test-split scores. Source: English.",
-             f"Majority-class rate on the pooled target test split: {majority['all targets']:.3f}.",
-             f"Machine: {environment['device']}, torch {environment['torch']}, transformers "
+             f"Majority-class rate on the pooled target test split (mean over runs): {majority:.3f}.",
+             f"Machine: {environment['device']} ({os.cpu_count()} cores), torch {environment['torch']}, transformers "
              f"{environment['transformers']}, peft {environment['peft']}.",
-             "Regenerate: `python recipes/benchmarks/cross_lingual.py`.", "",
+             f"Regenerate: `python recipes/benchmarks/cross_lingual.py {' '.join(sys.argv[1:])}`.",
+             "Timings: see docs/benchmarks/README.md (this machine was shared; compare within a table).", "",
              "| variant | language | accuracy | macro-F1 |", "|---|---|---|---|"]
     for variant, per_language in summary.items():
         for language, row in per_language.items():
@@ -114,15 +120,16 @@ def main() -> None:
                         help="reuse a run's results.json when it exists (continue a benchmark)")
     args = parser.parse_args()
     seeds = list(range(1, args.seeds + 1))
-    summary, last = {}, None
+    summary, every = {}, []
     for variant in args.variants:
         results = []
         for seed in seeds:
             print(f"{variant} seed {seed} ...", flush=True)
             results.append(run(variant, seed, args.out, args.reuse))
-        summary[variant], last = summarise(results), results[-1]
+        summary[variant] = summarise(results)
+        every += results
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    report = markdown(summary, majority_rates(last), seeds, last["environment"])
+    report = markdown(summary, majority_rate(every), seeds, every[-1]["environment"])
     args.report.with_suffix(".md").write_text(report)
     args.report.with_suffix(".json").write_text(json.dumps({"seeds": seeds, "summary": summary}, indent=1))
     print(report)
