@@ -704,21 +704,14 @@ def format_help(description: str = "", default_config: Optional[Union[str, Path]
     defaults = load_config(default_config) if default_config else RunConfig()
     if default_config:
         lines += [f"Defaults below come from {default_config}.", ""]
-    flat = _flatten(defaults.to_dict())
+    values = defaults.to_dict()  # redacted: --help never prints a secret
     for name, f in field_paths().items():
-        lines.append(f"  --{name}  (default: {flat.get(name)!r})")
+        lines.append(f"  --{name}  (default: {_lookup(values, name)!r})")
         lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        # A dict-valued leaf (e.g. `files`) stays whole; only sections recurse.
-        if isinstance(value, dict) and name in ("model", "data", "tuning", "training",
-                                                "strategy", "output", "data.source", "data.target"):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
+def _lookup(data: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[part]
+    return data

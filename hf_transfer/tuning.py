@@ -126,7 +126,3 @@ def encoder_layers_name(model: torch.nn.Module) -> str:
 
 def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return dict(model.named_modules())[encoder_layers_name(model)]
-
-
-def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
-    return [name for name, p in model.named_parameters() if p.requires_grad]

@@ -58,7 +58,6 @@ class SourceTransferRecipe(Recipe):
             raise ConfigError(format_problems(problems))
         self.source_info: Optional[SourceInfo] = None
         self.source_labels: Optional[LabelSpace] = None  # the source classifier's labels
-        self.source_model_report: dict = {}
 
     # --- configuration ----------------------------------------------------------------------
 
