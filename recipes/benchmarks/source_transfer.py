@@ -1,6 +1,6 @@
 """Label-space and conditional-shift benchmark on real data (BBC News topics, tweets).
 
-    python recipes/benchmarks/source_transfer.py                    # 3 seeds, k = 8 and 32 (~45 min on 2 CPU cores)
+    python recipes/benchmarks/source_transfer.py                    # 3 seeds, k = 8, 32, all (~80 min on 2 CPU cores)
     python recipes/benchmarks/source_transfer.py --seeds 1 --ks 8 --deadline 05:50
 
 Writes docs/benchmarks/label_space.md / .json and docs/benchmarks/conditional_shift.md / .json
@@ -49,6 +49,11 @@ LS_VARIANTS = {  # name -> (source classifier or None for the plain encoder, str
     "bbc3_label_map": ("bbc3", "label_map"),
 }
 CS_VARIANTS = ("finetune", "l2sp")
+ALL = "all"  # k: every labelled target training article
+
+
+def k_value(text: str):
+    return text if text == ALL else int(text)
 
 
 def write_fixed_splits(folder: Path) -> dict:
@@ -140,15 +145,17 @@ def run_label_space(args, paths, sources, variant, k, seed, root) -> dict:
 
     source, strategy = LS_VARIANTS[variant]
     out = root / "label_space" / f"{variant}_k{k}_seed{seed}"
-    epochs = 10 if k <= 8 else 5
+    # k = "all": every training article (one epoch is ~100 updates, as many as k = 32's five).
+    epochs = 1 if k == ALL else 10 if k <= 8 else 5
+    train_rows = paths["_train_rows"] if k == ALL else 5 * k
     overrides = {
         **common(args, out, seed), "output.save_model": False,
         "data.target": {"files": files(paths, small_validation=True), "label_column": "original_label",
-                        "k_shot": k},
+                        "k_shot": None if k == ALL else k},
         "strategy.name": strategy, "strategy.evaluate_source": False,
         "strategy.source_model": sources[source]["model"] if source else args.model,
         # About four evaluations (and checkpoints) per stage: selection is cheap next to training.
-        "training.eval_strategy": "steps", "training.eval_steps": max(1, -(-5 * k // 16) * epochs // 4),
+        "training.eval_strategy": "steps", "training.eval_steps": max(1, -(-train_rows // 16) * epochs // 4),
         "strategy.target_num_epochs": epochs, "strategy.target_learning_rate": 1e-4,
         "strategy.probe_num_epochs": 10, "strategy.probe_learning_rate": 1e-3,
     }
@@ -232,7 +239,7 @@ def label_space_markdown(summary, sources, args, environment, plan) -> str:
     lines = ["# Label-space benchmark (Y_s ≠ Y_T): BBC News topics from other source tasks", "",
              "Target: the five BBC topics (built-in `bbc`), k training articles per topic, full "
              f"fine-tuning of the packaged MiniLM, `model.max_length` {args.max_length}, batch 16, "
-             "lr 1e-4, 10 target epochs for k = 8 and 5 for larger k, the best of about four "
+             f"lr 1e-4, 10 target epochs for k = 8, 5 for k = 32 and 1 for `all` (the whole train split, {sources['bbc_old']['_train_n']} articles), the best of about four "
              "evaluations on a 50-article validation set (10 per topic). Test: the fixed test split "
              f"({sources['bbc_old']['_test_n']} articles). Mean ± sample std (min–max) over seeds; "
              "`vs plain` is the mean paired difference in macro-F1 to `plain_encoder` (same k, seed).",
@@ -311,7 +318,8 @@ def _footer(args, environment, plan) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--ks", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--ks", type=k_value, nargs="+", default=[8, 32, ALL],
+                        help="articles per topic; `all` = the whole train split")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--model", default=MODEL, help="the pretrained encoder (a smoke test may pass a tiny one)")
     parser.add_argument("--cs_train", type=int, default=300, help="conditional shift: target training articles")
@@ -337,10 +345,12 @@ def main() -> None:
 
     test = datasets.Dataset.from_parquet(str(paths["test"]))
     train = datasets.Dataset.from_parquet(str(paths["train"]))
+    paths["_train_rows"] = len(train)
     moved = {name: sum(1 for c in d["policy_change"] if c == "moved_to_tech") for name, d in (("train", train), ("test", test))}
     policy_counts = f"83 of 503 business articles; {moved['train']} in the train split, {moved['test']} in the test split"
     sources = train_sources(args, paths, args.out)
     sources["bbc_old"]["_test_n"] = len(test)
+    sources["bbc_old"]["_train_n"] = len(train)
     sources["bbc_old"]["_cs_test_n"] = len(datasets.Dataset.from_parquet(str(paths["test_small"])))
     ls_runs, cs_runs, skipped, environment = {}, {}, [], {}
     ran = {"label_space": [], "conditional_shift": []}
