@@ -10,9 +10,11 @@ Public API::
 """
 
 from .config import RunConfig, load_config, parse_args
+from .diagnostics import diagnose
 from .errors import ConfigError, DataError, HfTransferError, NonFiniteError, Preempted
 from .hub import HubError, push_to_hub
 from .merging import merge_adapter
+from .report import compare_runs, write_report
 from .recipes import (ConditionalShiftRecipe, CrossLingualRecipe, DomainAdaptationRecipe,
                       LabelSpaceRecipe, Recipe)
 from .saving import Classifier, load_classifier, save_classifier
@@ -33,10 +35,13 @@ __all__ = [
     "Recipe",
     "RunConfig",
     "__version__",
+    "compare_runs",
+    "diagnose",
     "load_classifier",
     "load_config",
     "merge_adapter",
     "parse_args",
     "push_to_hub",
     "save_classifier",
+    "write_report",
 ]

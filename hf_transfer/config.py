@@ -39,6 +39,8 @@ METRICS_FOR_BEST = ("accuracy", "macro_f1")
 DATASET_ORIGINS = ("builtin", "hub_id", "files")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 ON_NONFINITE = ("stop", "skip")
+# Baselines a run can train beside its strategy (the "when to transfer" comparison).
+BASELINES = ("target_only", "source_only")
 # A Hub repo id, `owner/name`: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 chars.
 REPO_ID_PATTERN = re.compile(r"(?!.*(--|\.\.))(?=.{3,96}$)[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # Learning rates that work well for each tuning method when the user gives none:
@@ -136,6 +138,10 @@ class DatasetConfig:
         "decode is an error, never silently altered. JSON must be UTF-8; parquet has none."
     )
 
+    def is_set(self) -> bool:
+        """Whether the dataset names where it comes from (an optional dataset may not)."""
+        return any(getattr(self, name) for name in DATASET_ORIGINS)
+
     def problems(self, path: str) -> list[str]:
         out = []
         sources = [name for name in DATASET_ORIGINS if getattr(self, name)]
@@ -180,9 +186,22 @@ class DataConfig:
         DatasetConfig(builtin="tweets", filter={"domain": "apple"}, group_column="domain"),
         "The target dataset; transfer is measured on its test split.",
     )
+    unlabeled: DatasetConfig = _field(
+        DatasetConfig(), "`dapt`: an unlabelled text corpus for masked-LM pretraining (e.g. "
+        "{builtin: tweets, filter: {domain: apple}}). Text only: `text_column`, `filter`, "
+        "`train_split` and `max_train_samples` (a seeded random sample) apply; labels are never "
+        "read. Texts also in the target's validation or test split are dropped. Unset otherwise.",
+    )
 
     def problems(self, path: str) -> list[str]:
-        return self.source.problems(f"{path}.source") + self.target.problems(f"{path}.target")
+        out = self.source.problems(f"{path}.source") + self.target.problems(f"{path}.target")
+        if self.unlabeled.is_set():
+            out += self.unlabeled.problems(f"{path}.unlabeled")
+            for name in ("k_shot", "group_column", "split_key"):
+                if getattr(self.unlabeled, name) is not None:
+                    out.append(f"`{path}.unlabeled.{name}` is set, but the unlabelled corpus has no "
+                               "labels or groups: remove it.")
+        return out
 
 
 @dataclass
@@ -220,6 +239,12 @@ class TrainingConfig:
     batch_size: int = _field(32, "Training batch size per process.")
     eval_batch_size: int = _field(128, "Evaluation batch size per process.")
     gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.")
+    group_by_length: bool = _field(
+        True, "Batch training rows of similar token length (seeded, re-shuffled every epoch): "
+        "far less padding on short texts. False: plain random batches.")
+    pad_to_multiple_of: Optional[int] = _field(
+        None, "Pad each batch to a multiple of this many tokens (8 suits GPU tensor cores and "
+        "`torch.compile`); null pads to the longest row only.")
     learning_rate: Optional[float] = _field(
         None, "Peak learning rate; null picks one for the tuning method "
         f"({', '.join(f'{k} {v:g}' for k, v in DEFAULT_LEARNING_RATES.items())})."
@@ -258,6 +283,9 @@ class TrainingConfig:
             out.append(f"`{path}.num_epochs` is {self.num_epochs}: train for more than 0 epochs.")
         if self.max_steps is not None and self.max_steps < 1:
             out.append(f"`{path}.max_steps` is {self.max_steps}: use a positive number or null.")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            out.append(f"`{path}.pad_to_multiple_of` is {self.pad_to_multiple_of}: use a positive "
+                       "integer (e.g. 8) or null.")
         if self.learning_rate is not None and self.learning_rate <= 0:
             out.append(f"`{path}.learning_rate` is {self.learning_rate}: use a positive value.")
         if not 0 <= self.warmup_ratio < 1:
@@ -316,6 +344,40 @@ class StrategyConfig:
         0.1, "`l2sp`: strength alpha of the penalty alpha/2 * ||w - w_source||^2 on the encoder "
         "weights that train (Li et al. 2018 use 0.1)."
     )
+    # --- domain adaptation with unlabelled target text ---
+    mlm_num_epochs: float = _field(
+        1, "`tapt`/`dapt`: epochs of masked-LM training on the unlabelled text before the "
+        "classification stage (fractions allowed)."
+    )
+    mlm_learning_rate: Optional[float] = _field(
+        None, "`tapt`/`dapt`: learning rate of the masked-LM stage; null reuses the "
+        "classification stage's."
+    )
+    mlm_probability: float = _field(
+        0.15, "`tapt`/`dapt`: fraction of tokens masked (of those, 80% become [MASK], 10% a "
+        "random token, 10% stay)."
+    )
+    dann_weight: float = _field(
+        1.0, "`dann`: weight of the adversarial gradient. The reversal layer multiplies the "
+        "discriminator's gradient by -dann_weight * (2 / (1 + exp(-10 p)) - 1), p = the "
+        "fraction of training done (Ganin et al. 2016)."
+    )
+    discriminator_hidden: int = _field(
+        256, "`dann`: hidden units of the domain discriminator (Linear-ReLU-Dropout-Linear)."
+    )
+    # --- "when to transfer": baselines run in the same invocation ---
+    baselines: list = _field(
+        [], "Baselines trained in the same run, each a nested run in `output.dir/baselines/`: "
+        "`target_only` (the same encoder and tuning trained only on the labelled target training "
+        "data) and, for recipes whose strategy has a target stage, `source_only`. With "
+        "`target_only`, results.json gets a `transfer` section: the gain on `target/test` and a "
+        "positive/negligible/negative verdict (see docs/transfer.md)."
+    )
+    baseline_seeds: int = _field(
+        1, "Seeds per arm for the baseline comparison: `training.seed`, +1, ... The transfer "
+        "strategy itself reruns with the extra seeds too (nested runs, no saved model), so gains "
+        "are paired per seed and their spread is measured."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = _choice_problems(path, self, {"select_on": ("source", "target")})
@@ -336,6 +398,28 @@ class StrategyConfig:
             out.append(f"`{path}.probe_learning_rate` must be positive or null.")
         if self.l2sp_alpha < 0:
             out.append(f"`{path}.l2sp_alpha` is {self.l2sp_alpha}: use a value of at least 0.")
+        if self.mlm_num_epochs <= 0:
+            out.append(f"`{path}.mlm_num_epochs` is {self.mlm_num_epochs}: use a positive number.")
+        if self.mlm_learning_rate is not None and self.mlm_learning_rate <= 0:
+            out.append(f"`{path}.mlm_learning_rate` must be positive or null.")
+        if not 0 < self.mlm_probability < 1:
+            out.append(f"`{path}.mlm_probability` is {self.mlm_probability}: use a fraction in "
+                       "(0, 1), e.g. 0.15.")
+        if self.dann_weight < 0:
+            out.append(f"`{path}.dann_weight` is {self.dann_weight}: use a value of at least 0.")
+        if self.discriminator_hidden < 1:
+            out.append(f"`{path}.discriminator_hidden` is {self.discriminator_hidden}: use at "
+                       "least 1 unit.")
+        for name in self.baselines:
+            if name not in BASELINES:
+                out.append(_choice_problem(f"{path}.baselines", name, BASELINES))
+        if len(set(map(str, self.baselines))) != len(self.baselines):
+            out.append(f"`{path}.baselines` lists a baseline twice: {self.baselines}.")
+        if self.baseline_seeds < 1:
+            out.append(f"`{path}.baseline_seeds` is {self.baseline_seeds}: use at least 1.")
+        elif self.baseline_seeds > 1 and not self.baselines:
+            out.append(f"`{path}.baseline_seeds` is {self.baseline_seeds} but `{path}.baselines` is "
+                       "empty: name the baselines to compare with, e.g. `[target_only]`.")
         return out
 
 
@@ -349,6 +433,11 @@ class OutputConfig:
         None, "`latest` or a checkpoint folder to continue an interrupted run in `dir`."
     )
     save_model: bool = _field(True, "Save the final classifier (or adapter) with tokenizer and labels.")
+    report: bool = _field(
+        True, "Write a human-readable `report.md` with figures in `report/` (eval-matrix heatmap, "
+        "learning curves, target-test confusion matrix, baseline comparison) next to results.json. "
+        "Figures need matplotlib (`pip install hf-transfer-recipes[report]`)."
+    )
     push_to_hub: bool = _field(
         False, "After the run, push the model (or adapter), tokenizer, label names, results.json and "
         "a model card to `hub_repo_id` (main process only). The token comes from HF_TOKEN or "

@@ -6,7 +6,9 @@ gradients with ``accelerator.accumulate``, clip, evaluate every epoch or N steps
 ``gather_for_metrics``, checkpoint with ``save_state`` (atomically: write to a temporary
 folder, then rename), keep the best checkpoint on the chosen metric, stop early when asked,
 and end with the best weights loaded. A finished stage leaves ``result.json`` in its
-checkpoint folder, so a resumed run skips it and restores its best weights.
+checkpoint folder, so a resumed run skips it and restores its best weights. A stage may also
+bring its own loss, a second (unlabelled) dataset read alongside, and its own selection metric
+and direction (see :class:`Stage`): the masked-LM and domain-adversarial stages use them.
 
 Faults: every file is published atomically (:mod:`hf_transfer.atomic`), so after a kill at
 any moment ``latest`` finds the newest complete checkpoint; SIGTERM makes every process
@@ -71,7 +73,7 @@ class Stage:
     """One training phase of a recipe."""
 
     name: str  # also the checkpoint sub-folder, e.g. "source"
-    train: datasets.Dataset  # tokenized, with a ``labels`` column
+    train: datasets.Dataset  # tokenized, with a ``labels`` column (unless ``loss_fn`` needs none)
     training: TrainingConfig
     learning_rate: float
     num_epochs: float
@@ -79,6 +81,22 @@ class Stage:
     # Optional penalty on the weights added to every micro-batch's loss (e.g. L2-SP): called
     # with the unwrapped model, returns a scalar tensor. The logged loss includes it.
     regularizer: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None
+    # Optional: how a micro-batch becomes a loss, instead of ``model(**batch).loss``. Called as
+    # ``loss_fn(model, batch, aux_batch, progress)``: the prepared model, the batch of ``train``,
+    # the next batch of ``aux`` (None without one) and the fraction of optimizer updates done
+    # (0 at the first update, e.g. for a schedule). Masked-LM and domain-adversarial stages.
+    loss_fn: Optional[Callable[..., torch.Tensor]] = None
+    # Optional second dataset (e.g. unlabelled target text) read alongside ``train``: one batch
+    # per micro-batch, cycled and reshuffled (seeded) whenever it runs out, sharded under DDP.
+    # Its position follows from the micro-batches done, so a resumed run reads the same batches.
+    aux: Optional[datasets.Dataset] = None
+    # Optional selection metric instead of classification metrics on ``select_on`` (which then
+    # only names what was evaluated): ``evaluate_fn(engine, model) -> {metric: value}``, run by
+    # every process. ``metric_for_best`` names the value (default ``training.metric_for_best``);
+    # ``greater_is_better`` False for a loss.
+    evaluate_fn: Optional[Callable[..., dict]] = None
+    metric_for_best: Optional[str] = None
+    greater_is_better: bool = True
 
 
 @dataclass
@@ -122,6 +140,8 @@ class Engine:
         self.label_names = list(label_names)
         self.run_dir = Path(run_dir)
         self.global_step_offset = 0  # tracker steps keep increasing across stages
+        # {split: (predicted ids, gold ids)} of the latest evaluate() call (confusion matrices)
+        self.predictions: dict[str, tuple[list[int], list[int]]] = {}
 
     # --- evaluation ---------------------------------------------------------------------
 
@@ -129,8 +149,10 @@ class Engine:
         """Metrics for every evaluation set, plus one row per value of its ``group`` column
         (language, domain) where a set has several."""
         results = {}
+        self.predictions = {}
         for name, split in eval_sets.items():
             predictions, references, indices = self.predict(model, split, batch_size)
+            self.predictions[name] = (predictions, references)
             results[name] = classification_metrics(predictions, references, self.label_names)
             groups = split["group"] if "group" in split.column_names else None
             for group, rows in _rows_by_group(groups, indices).items():
@@ -142,7 +164,9 @@ class Engine:
     @torch.no_grad()
     def predict(self, model, split: datasets.Dataset, batch_size: int):
         """Predicted ids, gold ids and row indices, each row exactly once across processes."""
-        loader = self.accelerator.prepare(make_loader(split, self.tokenizer, batch_size, shuffle=False))
+        # Longest rows first: similar lengths share a batch, so little padding is computed.
+        loader = self.accelerator.prepare(make_loader(split, self.tokenizer, batch_size, shuffle=False,
+                                                      group_by_length=True))
         model.eval()
         predictions, references, indices = [], [], []
         for batch in loader:
@@ -171,7 +195,7 @@ class Engine:
         and :class:`Preempted` after SIGTERM, once a checkpoint is safely on disk.
         """
         acc, cfg = self.accelerator, stage.training
-        if stage.select_on not in eval_sets:
+        if stage.evaluate_fn is None and stage.select_on not in eval_sets:
             raise ConfigError(
                 f"Stage {stage.name!r} selects on {stage.select_on!r}, which is not evaluated; "
                 f"choose one of {', '.join(eval_sets)}."
@@ -184,12 +208,16 @@ class Engine:
         stage_dir = self.run_dir / "checkpoints" / stage.name
 
         train_loader = make_loader(stage.train, self.tokenizer, cfg.batch_size, shuffle=True,
-                                   seed=cfg.seed)
+                                   seed=cfg.seed, group_by_length=cfg.group_by_length,
+                                   num_processes=acc.num_processes,
+                                   pad_to_multiple_of=cfg.pad_to_multiple_of)
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, cfg.weight_decay), lr=stage.learning_rate,
             fused=torch.cuda.is_available() or None,
         )
         model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
+        aux_loader = None if stage.aux is None else acc.prepare(
+            make_loader(stage.aux, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed))
         # Count steps on the prepared loader: under DDP each process sees 1/N of the batches.
         updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
         total_updates = cfg.max_steps or max(1, math.ceil(stage.num_epochs * updates_per_epoch))
@@ -225,14 +253,20 @@ class Engine:
         started = time.perf_counter() - state.train_seconds
         model.train()
         with guard.catching_sigterm():
+            aux_batches = None if aux_loader is None else self._cycle(
+                aux_loader, state.epoch * len(train_loader) + state.batches_in_epoch)
             while state.step < total_updates and not stop:
                 train_loader.set_epoch(state.epoch)
                 batches = acc.skip_first_batches(train_loader, state.batches_in_epoch) \
                     if state.batches_in_epoch else train_loader
                 for batch in batches:
                     batch.pop("idx", None)
+                    aux_batch = None if aux_batches is None else next(aux_batches)
                     with acc.accumulate(model):
-                        loss = model(**batch).loss
+                        if stage.loss_fn is None:
+                            loss = model(**batch).loss
+                        else:
+                            loss = stage.loss_fn(model, batch, aux_batch, state.step / total_updates)
                         if stage.regularizer is not None:
                             loss = loss + stage.regularizer(acc.unwrap_model(model))
                         acc.backward(loss)
@@ -295,7 +329,8 @@ class Engine:
                 name=stage.name, steps=state.step,
                 epochs_completed=round(state.epoch + state.batches_in_epoch / len(train_loader), 4),
                 best_step=state.best_step, best_metric=state.best_metric,
-                metric_for_best=cfg.metric_for_best, select_on=stage.select_on, stopped_early=stop,
+                metric_for_best=stage.metric_for_best or cfg.metric_for_best,
+                select_on=stage.select_on, stopped_early=stop,
                 train_seconds=round(state.train_seconds, 3), history=state.history,
                 skipped_steps=state.skipped_steps,
             )
@@ -311,6 +346,18 @@ class Engine:
                 )
         return model, result
 
+    def _cycle(self, loader, consumed: int):
+        """Batches of ``loader`` without end, starting after ``consumed`` of them: each pass
+        is one epoch of its seeded sampler, so the sequence is the same after a resume."""
+        epoch, offset = divmod(consumed, len(loader))
+        while True:
+            loader.set_epoch(epoch)
+            batches = self.accelerator.skip_first_batches(loader, offset) if offset else loader
+            for batch in batches:
+                batch.pop("idx", None)
+                yield batch
+            epoch, offset = epoch + 1, 0
+
     def _log_loss(self, state: _LoopState, loss: float, lr: float, progress) -> None:
         state.history.append({"step": state.step, "epoch": state.epoch, "loss": round(loss, 5),
                               "learning_rate": lr})
@@ -322,14 +369,20 @@ class Engine:
                                  stage_dir: Path, running_loss: torch.Tensor) -> bool:
         """Evaluate the selection set, checkpoint, track the best; True means stop early."""
         cfg = stage.training
-        metrics = self.evaluate(model, {stage.select_on: eval_sets[stage.select_on]},
-                                cfg.eval_batch_size)[stage.select_on]
-        value = metrics[cfg.metric_for_best]
+        metric = stage.metric_for_best or cfg.metric_for_best
+        if stage.evaluate_fn is None:
+            metrics = self.evaluate(model, {stage.select_on: eval_sets[stage.select_on]},
+                                    cfg.eval_batch_size)[stage.select_on]
+            logged = {k: metrics[k] for k in ("accuracy", "macro_f1")}
+        else:
+            metrics = logged = stage.evaluate_fn(self, model)
+        value = metrics[metric]
         state.history.append({"step": state.step, "epoch": state.epoch, "eval_on": stage.select_on,
-                              "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
-        self.accelerator.log({f"eval/{stage.select_on}/{k}": metrics[k] for k in ("accuracy", "macro_f1")},
+                              **logged})
+        self.accelerator.log({f"eval/{stage.select_on}/{k}": v for k, v in logged.items()},
                              step=self.global_step_offset + state.step)
-        improved = state.best_metric is None or value > state.best_metric
+        improved = state.best_metric is None or (
+            value > state.best_metric if stage.greater_is_better else value < state.best_metric)
         checkpoint = stage_dir / f"step_{state.step:07d}"
         if improved:
             state.best_metric, state.best_step = value, state.step
@@ -337,7 +390,7 @@ class Engine:
         else:
             state.evals_without_improvement += 1
         if self.accelerator.is_main_process:
-            logger.info("step %d: %s %s = %.4f%s", state.step, stage.select_on, cfg.metric_for_best,
+            logger.info("step %d: %s %s = %.4f%s", state.step, stage.select_on, metric,
                         value, " (best)" if improved else "")
         self._save_checkpoint(checkpoint, state, running_loss)
         self._rotate_checkpoints(stage_dir, state, cfg.save_total_limit)

@@ -429,13 +429,28 @@ def _eval_section(results: dict, data: dict) -> str:
             "\n\n" + "\n".join(rows))
 
 
+# Keys of results.json's `transfer` section (hf_transfer.baselines) rendered as tables or text.
+_TRANSFER_KEYS = ("verdict", "summary", "arms", "gain", "rule", "runs", "seeds", "split", "decided_on",
+                  "reference", "n_test")
+
+
 def _transfer_section(transfer: dict) -> str:
+    from .report import transfer_tables
+
     lines = ["## Transfer verdict", ""]
     verdict = transfer.get("verdict") or transfer.get("summary")
     if verdict:
         lines += [f"**{verdict}**", ""]
+    if transfer.get("verdict") and transfer.get("summary"):
+        lines += [str(transfer["summary"]), ""]
+    structured = isinstance(transfer.get("arms"), dict) and isinstance(transfer.get("gain"), dict)
+    if structured:
+        lines += transfer_tables(transfer)
+        if transfer.get("rule"):
+            lines += [f"Rule (on `{transfer.get('decided_on')}` against `{transfer.get('reference')}`): "
+                      f"{transfer['rule']}.", ""]
     for key, value in transfer.items():
-        if key in ("verdict", "summary"):
+        if key in (_TRANSFER_KEYS if structured else ("verdict", "summary")):
             continue
         shown = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
         lines.append(f"- {key}: {shown}")

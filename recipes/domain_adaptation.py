@@ -6,7 +6,8 @@
 
 Default (recipes/configs/domain_adaptation.yaml): packaged MiniLM + LoRA, trained on airline
 tweets, evaluated on Apple tweets. Any setting can be overridden (`--help` lists them).
-Strategies: source_only, sequential. Writes results.json and model/ into --output.dir.
+Strategies: source_only, sequential, tapt, dapt, dann (configs domain_adaptation_*.yaml).
+Writes results.json and model/ (tapt/dapt also mlm_encoder/) into --output.dir.
 """
 
 import sys

@@ -150,8 +150,8 @@ def test_resume_without_checkpoints_is_a_clear_error(tiny_overrides):
 
 
 def test_unknown_strategy_fails_before_anything_loads(tiny_overrides):
-    with pytest.raises(ConfigError, match="`strategy.name` is 'dann'"):
-        DomainAdaptationRecipe(load_config(overrides={**tiny_overrides, "strategy.name": "dann"}))
+    with pytest.raises(ConfigError, match="`strategy.name` is 'dan'.*Did you mean `dann`"):
+        DomainAdaptationRecipe(load_config(overrides={**tiny_overrides, "strategy.name": "dan"}))
 
 
 def test_target_label_outside_source_space_fails_before_the_model_loads(tiny_overrides, monkeypatch):

@@ -24,7 +24,8 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 
 from ..atomic import remove_tree
-from ..config import RunConfig, _choice_problem, parse_args
+from ..baselines import NEGATIVE, format_transfer, run_comparison
+from ..config import ModelConfig, RunConfig, _choice_problem, format_problems, parse_args
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..data.tokenize import tokenize
@@ -32,6 +33,7 @@ from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator, 
 from ..errors import ConfigError, HfTransferError, Preempted
 from ..hub import push_run_from_config
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
+from ..report import write_report_safely
 from ..saving import save_classifier
 from ..tuning import apply_tuning, check_tuning
 from ..version import __version__
@@ -40,7 +42,8 @@ logger = logging.getLogger("hf_transfer")
 
 RESULTS_FILE = "results.json"
 # What a run writes into its folder; `--overwrite` replaces these and nothing else.
-RUN_OUTPUTS = ("results.json", "model", "checkpoints", "logs")
+RUN_OUTPUTS = ("results.json", "model", "checkpoints", "logs", "baselines", "report.md", "report",
+               "mlm_encoder")  # mlm_encoder: the encoder adapted by `tapt`/`dapt`
 
 
 @dataclass
@@ -59,6 +62,10 @@ class Recipe:
 
     scenario: str = ""
     strategies: tuple[str, ...] = ()
+    # Baselines (`strategy.baselines`) this recipe can run, and the strategies that are
+    # themselves "the source stage only" (a `source_only` baseline would repeat them).
+    baseline_choices: tuple[str, ...] = ("target_only", "source_only")
+    source_only_strategies: tuple[str, ...] = ()
 
     def __init__(self, config: RunConfig):
         self.config = config.validate()
@@ -66,6 +73,26 @@ class Recipe:
             raise ConfigError(_choice_problem("strategy.name", config.strategy.name, self.strategies))
         self.run_dir = Path(config.output.dir)
         self.results: Optional[dict] = None
+        # Set on the nested runs of the baseline comparison (hf_transfer.baselines): which
+        # baseline this run is (None: the strategy itself), and that it is nested (no report,
+        # no end_training, a one-line summary).
+        self.baseline: Optional[str] = None
+        self.nested = False
+        problems = self.baseline_problems()
+        if problems:
+            raise ConfigError(format_problems(problems))
+
+    def baseline_problems(self) -> list[str]:
+        s = self.config.strategy
+        out = []
+        for name in s.baselines:
+            if name not in self.baseline_choices:
+                out.append(f"`strategy.baselines` has {name!r}, which {type(self).__name__} cannot run: "
+                           f"choose from {', '.join(self.baseline_choices)}.")
+            elif name == "source_only" and s.name in self.source_only_strategies:
+                out.append(f"`strategy.baselines` has `source_only`, but strategy {s.name!r} already "
+                           "trains on the source only: drop it (the run itself is that baseline).")
+        return out
 
     # --- what subclasses define -------------------------------------------------------
 
@@ -106,6 +133,47 @@ class Recipe:
                      learning_rate=cfg.target_learning_rate or self.learning_rate,
                      num_epochs=cfg.target_num_epochs, select_on="target/validation")
 
+    def baseline_stages(self, data: RunData) -> list[Stage]:
+        """The stages of a nested baseline run (``self.baseline``), from the pretrained encoder.
+
+        ``target_only`` trains on the labelled target data as the strategy's stage named
+        ``target`` would (`strategy.target_num_epochs`, `strategy.target_learning_rate`); when
+        the strategy has no such stage (it never trains on labelled target data) it gets the
+        source stage's budget (`training.num_epochs`, learning rate) instead. ``source_only`` is
+        the source stage alone.
+        """
+        if self.baseline == "source_only":
+            return [self.source_stage(data)]
+        if any(stage.name == "target" for stage in self.stages(data)):
+            return [self.target_stage(data)]
+        return [Stage(name="target", train=data.target["train"], training=self.config.training,
+                      learning_rate=self.learning_rate, num_epochs=self.config.training.num_epochs,
+                      select_on="target/validation")]
+
+    def build_classifier(self, data: RunData, model_config: Optional[ModelConfig] = None):
+        """The pretrained encoder (``model_config``, default `model`) with a fresh head for the
+        run's labels, tuned by `tuning.method`."""
+        cfg = self.config
+        model_config = model_config or cfg.model
+        # Build the model after seeding, so the new head's initial weights are reproducible.
+        set_seed(cfg.training.seed)
+        model, new_modules = load_classifier_model(model_config, list(data.labels.names))
+        model = apply_tuning(model, cfg.tuning, new_modules)
+        logger.info("Model %s, tuning %s: %s", model_config.name_or_path, cfg.tuning.method,
+                    describe_model(model))
+        return model
+
+    def train_stages(self, engine: Engine, stages: list[Stage], plan: dict, eval_sets: dict,
+                     data: RunData) -> tuple[torch.nn.Module, list[StageResult]]:
+        """Build the classifier and run ``stages`` on it in order; returns the final model
+        and each stage's result. Hook for strategies whose stages need other models."""
+        model = self.build_classifier(data)
+        results_of_stages: list[StageResult] = []
+        for stage in stages:
+            model, result = engine.train(stage, model, eval_sets, resume=plan[stage.name])
+            results_of_stages.append(result)
+        return model, results_of_stages
+
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> dict:
@@ -120,25 +188,16 @@ class Recipe:
             check_tuning(build_on_meta(cfg.model, len(raw.labels)), cfg.tuning)
             tokenizer = load_tokenizer(cfg.model)
             data = self._tokenize(raw, tokenizer)
-        stages = self.stages(data)
+        stages = self.baseline_stages(data) if self.baseline else self.stages(data)
         plan = resume_plan(self.run_dir, [s.name for s in stages], cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
 
-        # Build the model after seeding, so the new head's initial weights are reproducible.
-        set_seed(cfg.training.seed)
-        model, new_modules = load_classifier_model(cfg.model, list(data.labels.names))
-        model = apply_tuning(model, cfg.tuning, new_modules)
-        logger.info("Model %s, tuning %s: %s", cfg.model.name_or_path, cfg.tuning.method,
-                    describe_model(model))
         if cfg.training.log_with:
             accelerator.init_trackers(self.scenario, config=_flat_config(cfg.to_dict()))
 
         engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir)
         eval_sets = self.eval_sets(data)
-        results_of_stages: list[StageResult] = []
-        for stage in stages:
-            model, result = engine.train(stage, model, eval_sets, resume=plan[stage.name])
-            results_of_stages.append(result)
+        model, results_of_stages = self.train_stages(engine, stages, plan, eval_sets, data)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
                             results_of_stages, started, data_seconds)
 
@@ -182,14 +241,33 @@ class Recipe:
             "total_seconds": round(time.perf_counter() - started, 3),
             **_peak_memory(accelerator),
         })
+        confusion = confusion_of(engine.predictions, list(data.labels.names))
+        if confusion is not None:
+            results = _insert_after(results, "eval_matrix", "confusion_matrix", confusion)
         if accelerator.is_main_process:
             if cfg.output.save_model:
                 self.save_model(accelerator.unwrap_model(model), tokenizer, data, state_dict)
             _write_json(self.run_dir / RESULTS_FILE, results)
-            print(format_summary(results))
+            print(format_summary(results) if not self.nested else _one_line(self, results))
         accelerator.wait_for_everyone()
-        accelerator.end_training()
         self.results = results
+        if not self.nested and cfg.strategy.baselines:
+            # Nested runs of this recipe (every process takes part), then the verdict.
+            transfer = run_comparison(self, results)
+            results = _insert_after(results, "confusion_matrix" if confusion else "eval_matrix",
+                                    "transfer", transfer)
+            self.results = results
+            if accelerator.is_main_process:
+                _write_json(self.run_dir / RESULTS_FILE, results)
+                print(format_transfer(transfer))
+                if transfer["verdict"] == NEGATIVE:
+                    logger.warning("NEGATIVE TRANSFER: %s The target-only baseline is better; see "
+                                   "%s", transfer["summary"], self.run_dir / "report.md")
+            accelerator.wait_for_everyone()
+        if accelerator.is_main_process and cfg.output.report and not self.nested:
+            write_report_safely(self.run_dir, results)
+        if not self.nested:  # it destroys the process group that nested runs still share
+            accelerator.end_training()
         if cfg.output.push_to_hub and accelerator.is_main_process:  # results.json and model are written
             push_run_from_config(self.run_dir, cfg.output)
         return results
@@ -333,6 +411,39 @@ def _setup_logging(accelerator: Accelerator) -> None:
     datasets.disable_progress_bars()  # our own log lines say what the data steps did
     # PEFT still calls a transformers API that warns about its own deprecation.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def confusion_of(predictions: dict, labels: list[str]) -> Optional[dict]:
+    """The confusion matrix of ``target/test`` (else the first ``*/test`` split) from the
+    final evaluation's predictions: rows are the gold labels, columns the predicted ones."""
+    names = [n for n in predictions if n == "target/test"] or [n for n in predictions if n.endswith("/test")]
+    if not names:
+        return None
+    predicted, gold = predictions[names[0]]
+    matrix = [[0] * len(labels) for _ in labels]
+    for p, g in zip(predicted, gold):
+        matrix[g][p] += 1
+    return {"split": names[0], "labels": list(labels), "rows": "gold", "columns": "predicted",
+            "matrix": matrix}
+
+
+def _insert_after(data: dict, key: str, new_key: str, value) -> dict:
+    out = {}
+    for k, v in data.items():
+        if k != new_key:
+            out[k] = v
+        if k == key:
+            out[new_key] = value
+    if new_key not in out:
+        out[new_key] = value
+    return out
+
+
+def _one_line(recipe: "Recipe", results: dict) -> str:
+    row = results["eval_matrix"].get("target/test") or next(iter(results["eval_matrix"].values()))
+    arm = recipe.baseline or "transfer"
+    return (f"[{arm}, seed {recipe.config.training.seed}] target/test accuracy {row['accuracy']:.4f}, "
+            f"macro-F1 {row['macro_f1']:.4f} ({recipe.run_dir})")
 
 
 def format_summary(results: dict) -> str:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 class CrossLingualRecipe(Recipe):
     scenario = "cross_lingual"
+    source_only_strategies = ("zero_shot", "multi_source")  # a `source_only` baseline would repeat them
     strategies = ("zero_shot", "few_shot", "multi_source")
 
     def __init__(self, config):

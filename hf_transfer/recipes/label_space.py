@@ -77,7 +77,8 @@ class LabelSpaceRecipe(SourceTransferRecipe):
 
     def target_model(self, source: SourceModel, data: RunData):
         labels = list(data.labels.names)
-        mapping = self.mapping
+        # The target-only baseline starts from a plain encoder: there are no source rows to copy.
+        mapping = None if self.baseline == "target_only" else self.mapping
         model, new_modules = with_new_head(source, labels, mapping,
                                            self.config.model.trust_remote_code)
         self.head_init = {

@@ -51,6 +51,10 @@ class Phase:
 class SourceTransferRecipe(Recipe):
     """Base of :class:`LabelSpaceRecipe` and :class:`ConditionalShiftRecipe`."""
 
+    # The source classifier cannot predict the target's labels (label space), or is already
+    # reported as it is (`no_adaptation`, conditional shift): only target_only is a nested run.
+    baseline_choices = ("target_only",)
+
     def __init__(self, config):
         super().__init__(config)
         problems = self.config_problems()
@@ -107,6 +111,14 @@ class SourceTransferRecipe(Recipe):
         cfg = self.config
         seed = cfg.training.seed
         info = self._source_info()
+        if "target_only" in cfg.strategy.baselines and info is not None and info.kind == "classifier":
+            raise ConfigError(
+                f"`strategy.baselines` has `target_only`, but `strategy.source_model` "
+                f"{info.name_or_path!r} is a transformers classifier whose pretrained encoder is not "
+                "recorded: the baseline would not know where to start. Pass a model folder saved by "
+                "hf_transfer (it records its base model), or set `source_model` null to train the "
+                "source in the run."
+            )
         source = load_splits(cfg.data.source, seed, "source") if self.needs_source_data() \
             else datasets.DatasetDict()
         target = load_splits(cfg.data.target, seed, "target")
@@ -204,7 +216,8 @@ class SourceTransferRecipe(Recipe):
             check_tuning(build_on_meta(arch, len(raw.labels)), cfg.tuning)
             tokenizer = load_tokenizer(dataclasses.replace(arch, name_or_path=self._tokenizer_path()))
             data = self._tokenize(raw, tokenizer)
-        names = (["source"] if self.trains_source else []) + self.target_stage_names()
+        trains_source = self.trains_source and self.baseline != "target_only"
+        names = (["source"] if trains_source else []) + self.target_stage_names()
         plan = resume_plan(self.run_dir, names, cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
         if cfg.training.log_with:
@@ -216,7 +229,9 @@ class SourceTransferRecipe(Recipe):
         if self.source_labels is not None and self.source_eval_sets(data):
             source_engine = Engine(accelerator, tokenizer, list(self.source_labels.names), self.run_dir)
         set_seed(cfg.training.seed)
-        if self.trains_source:
+        if self.baseline == "target_only":
+            source = self.pretrained_start(data)
+        elif self.trains_source:
             model, new_modules = load_classifier_model(cfg.model, list(self.source_labels.names))
             model = apply_tuning(model, cfg.tuning, new_modules)
             logger.info("Source stage: model %s, tuning %s: %s", cfg.model.name_or_path,
@@ -271,6 +286,20 @@ class SourceTransferRecipe(Recipe):
     def regularizer(self, phase: Phase, model):
         """Hook: a penalty for the stage's loss (None: none)."""
         return None
+
+    def pretrained_start(self, data: RunData) -> SourceModel:
+        """The target-only baseline's start: the pretrained encoder (``model.name_or_path``, or
+        the base model recorded by a given hf_transfer source model) with a fresh head for the
+        final labels, standing in for the source classifier."""
+        info = self._source_info()
+        encoder = self.config.model.name_or_path if info is None else \
+            (info.name_or_path if info.kind == "encoder" else info.base_model)
+        model_cfg = dataclasses.replace(self.config.model, name_or_path=encoder,
+                                        revision=self.config.model.revision if info is None else None)
+        model, new_modules = load_classifier_model(model_cfg, list(data.labels.names))
+        logger.info("Target-only baseline: starting from the pretrained encoder %s", encoder)
+        return SourceModel(model, None, encoder, encoder, new_modules,
+                           f"pretrained encoder {encoder} (target-only baseline)")
 
     def _tokenizer_path(self) -> str:
         info = self._source_info()

@@ -1,0 +1,134 @@
+"""Domain-adversarial training (DANN; Ganin et al., JMLR 2016) around any sequence classifier.
+
+A small discriminator learns to tell source from target examples by the representation the
+classifier's head reads (BERT: the pooler output that feeds ``classifier``; RoBERTa-style
+heads that read the whole sequence: its first token). Between the two sits a gradient-
+reversal layer: identity forward, gradient times ``-lambda`` backward, so the encoder learns
+features that serve the label classifier *and* confuse the discriminator. ``lambda`` grows
+with training progress p as ``dann_weight * (2 / (1 + exp(-10 p)) - 1)`` (0 at the start,
+near ``dann_weight`` at the end).
+
+:class:`DomainAdversarialModel` holds classifier and discriminator in one module, so that
+``accelerator.prepare`` wraps both (DDP sees every trainable parameter used in each forward),
+the optimizer holds both, and checkpoints save and restore both. Its ``classifier`` alone is
+what a run saves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .errors import ConfigError
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity in the forward pass; multiplies the gradient by ``-lambda`` in the backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lambda_: float) -> torch.Tensor:
+        ctx.lambda_ = lambda_
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.lambda_ * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    return GradientReversal.apply(x, float(lambda_))
+
+
+def dann_lambda(progress: float, weight: float = 1.0) -> float:
+    """The reversal strength at training progress ``progress`` (0..1)."""
+    return weight * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
+
+
+def classifier_head(model: nn.Module) -> nn.Module:
+    """The first module of the classification head (its input is the pooled representation):
+    ``pre_classifier`` (DistilBERT) or ``classifier`` (BERT, RoBERTa, ELECTRA, DeBERTa, ...)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in ("pre_classifier", "classifier"):
+        head = getattr(base, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    raise ConfigError(
+        f"`dann` needs the classifier's head to read its representation, but this "
+        f"{base.config.model_type} model has no `classifier` module: use another encoder."
+    )
+
+
+class DomainDiscriminator(nn.Sequential):
+    """Source (0) or target (1)? One logit per example."""
+
+    def __init__(self, features: int, hidden: int, dropout: float = 0.1):
+        super().__init__(nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, 1))
+
+
+@dataclass
+class DannOutput(ModelOutput):
+    loss: Optional[torch.Tensor] = None  # classification + domain loss
+    logits: Optional[torch.Tensor] = None  # of the source batch
+    classification_loss: Optional[torch.Tensor] = None
+    domain_loss: Optional[torch.Tensor] = None
+
+
+class DomainAdversarialModel(nn.Module):
+    """A classifier and a domain discriminator behind a gradient-reversal layer.
+
+    ``model(**batch)`` is the classifier (evaluation, prediction). ``model(**batch,
+    target_batch=..., grl_lambda=...)`` is one DANN step: the classification loss on the
+    labelled source batch plus the discriminator's loss on the source and (unlabelled) target
+    representations, in one forward pass.
+    """
+
+    def __init__(self, classifier: nn.Module, hidden: int):
+        super().__init__()
+        self.classifier = classifier
+        self.discriminator = DomainDiscriminator(classifier.config.hidden_size, hidden)
+        classifier_head(classifier)  # fail now, not in the first step
+
+    def forward(self, target_batch: dict = None, grl_lambda: float = 0.0, **batch):
+        if target_batch is None:
+            return self.classifier(**batch)
+        if "labels" in target_batch:
+            raise ValueError("DANN target batches must be unlabelled: labels would leak.")
+        source, source_features = self._classify(batch)
+        _, target_features = self._classify(target_batch)
+        features = torch.cat([source_features, target_features])
+        domains = torch.cat([features.new_zeros(len(source_features)),
+                             features.new_ones(len(target_features))]).float()
+        logits = self.discriminator(reverse_gradient(features, grl_lambda)).squeeze(-1)
+        domain_loss = F.binary_cross_entropy_with_logits(logits.float(), domains)
+        return DannOutput(loss=source.loss + domain_loss, logits=source.logits,
+                           classification_loss=source.loss.detach(), domain_loss=domain_loss.detach())
+
+    def _classify(self, batch: dict):
+        """The classifier's output and the representation its head read."""
+        seen = []
+
+        def keep_input(module, args, kwargs):
+            seen.append(args[0] if args else next(iter(kwargs.values())))
+
+        handle = classifier_head(self.classifier).register_forward_pre_hook(keep_input, with_kwargs=True)
+        try:
+            output = self.classifier(**batch)
+        finally:
+            handle.remove()
+        features = seen[0]
+        return output, features[:, 0] if features.dim() == 3 else features  # a sequence: its first token
+
+
+def dann_loss(weight: float):
+    """A ``Stage.loss_fn`` for :class:`DomainAdversarialModel` with the scheduled lambda."""
+    def loss_fn(model, batch: dict, target_batch: dict, progress: float) -> torch.Tensor:
+        return model(**batch, target_batch=target_batch, grl_lambda=dann_lambda(progress, weight)).loss
+
+    return loss_fn
