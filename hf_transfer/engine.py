@@ -68,6 +68,19 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=launched and no_accelerator, **kwargs)
 
 
+def unwrap(accelerator: Accelerator, model) -> torch.nn.Module:
+    """The plain module inside a prepared one: no DDP/FSDP wrapper, no ``torch.compile``
+    wrapper (a compiled module's weights are named ``_orig_mod.*``; saving and the next stage
+    need the plain names)."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
+def full_state_dict(accelerator: Accelerator, model) -> dict:
+    """The whole model's weights (gathered under FSDP: a collective), with plain names."""
+    state_dict = accelerator.get_state_dict(model)
+    return {key.removeprefix("_orig_mod."): value for key, value in state_dict.items()}
+
+
 @dataclass
 class Stage:
     """One training phase of a recipe."""
@@ -134,8 +147,10 @@ class _LoopState:
 class Engine:
     """Trains and evaluates classifiers for one run folder on one Accelerator."""
 
-    def __init__(self, accelerator: Accelerator, tokenizer, label_names: list[str], run_dir: Path):
+    def __init__(self, accelerator: Accelerator, tokenizer, label_names: list[str], run_dir: Path,
+                 pad_to_multiple_of: Optional[int] = None):
         self.accelerator = accelerator
+        self.pad_to_multiple_of = pad_to_multiple_of  # evaluation batches (training: the stage's config)
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.run_dir = Path(run_dir)
@@ -166,7 +181,8 @@ class Engine:
         """Predicted ids, gold ids and row indices, each row exactly once across processes."""
         # Longest rows first: similar lengths share a batch, so little padding is computed.
         loader = self.accelerator.prepare(make_loader(split, self.tokenizer, batch_size, shuffle=False,
-                                                      group_by_length=True))
+                                                      group_by_length=True,
+                                                      pad_to_multiple_of=self.pad_to_multiple_of))
         model.eval()
         predictions, references, indices = [], [], []
         for batch in loader:
@@ -202,7 +218,7 @@ class Engine:
             )
         # A model handed on from a previous stage is still wrapped (DDP); start from the module,
         # and forget the previous stage's optimizer and loaders (they would be checkpointed).
-        model = acc.unwrap_model(model)
+        model = unwrap(acc, model)
         acc.free_memory()
         acc.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         stage_dir = self.run_dir / "checkpoints" / stage.name
@@ -268,7 +284,7 @@ class Engine:
                         else:
                             loss = stage.loss_fn(model, batch, aux_batch, state.step / total_updates)
                         if stage.regularizer is not None:
-                            loss = loss + stage.regularizer(acc.unwrap_model(model))
+                            loss = loss + stage.regularizer(unwrap(acc, model))
                         acc.backward(loss)
                         step_loss += loss.detach()
                         step_batches += 1

@@ -73,3 +73,20 @@ def test_explicit_checkpoint_errors(tmp_path, tmp_path_factory):
     later = _checkpoint(tmp_path, "target", 1)
     with pytest.raises(ConfigError, match="earlier stage 'source' never finished"):
         resume_plan(tmp_path, ["source", "target"], str(later))
+
+
+def test_a_compiled_model_unwraps_to_the_plain_module_and_plain_weight_names():
+    """`accelerate launch --dynamo_backend inductor` wraps the model with torch.compile; the
+    next stage and the saved classifier need the module and its own weight names."""
+    import torch
+    from accelerate import Accelerator
+
+    from hf_transfer.engine import full_state_dict, unwrap
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    compiled = torch.compile(model)  # nothing compiles until the first forward call
+    accelerator = Accelerator(cpu=True)
+    assert unwrap(accelerator, compiled) is model
+    state = full_state_dict(accelerator, compiled)
+    assert list(state) == list(model.state_dict())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -29,7 +29,8 @@ from ..config import ModelConfig, RunConfig, _choice_problem, format_problems, p
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..data.tokenize import tokenize
-from ..engine import Engine, Stage, StageResult, _write_json, make_accelerator, resume_plan
+from ..engine import (Engine, Stage, StageResult, _write_json, full_state_dict, make_accelerator,
+                      resume_plan, unwrap)
 from ..errors import ConfigError, HfTransferError, Preempted
 from ..hub import push_run_from_config
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
@@ -195,7 +196,8 @@ class Recipe:
         if cfg.training.log_with:
             accelerator.init_trackers(self.scenario, config=_flat_config(cfg.to_dict()))
 
-        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir)
+        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir,
+                        cfg.training.pad_to_multiple_of)
         eval_sets = self.eval_sets(data)
         model, results_of_stages = self.train_stages(engine, stages, plan, eval_sets, data)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
@@ -233,7 +235,7 @@ class Recipe:
         matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_started
         # Collective: under FSDP the full weights are gathered before the main process saves.
-        state_dict = accelerator.get_state_dict(model) if cfg.output.save_model else None
+        state_dict = full_state_dict(accelerator, model) if cfg.output.save_model else None
         results = self._results(data, matrix, results_of_stages, accelerator, {
             "data_seconds": round(data_seconds, 3),
             "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),
@@ -246,7 +248,7 @@ class Recipe:
             results = _insert_after(results, "eval_matrix", "confusion_matrix", confusion)
         if accelerator.is_main_process:
             if cfg.output.save_model:
-                self.save_model(accelerator.unwrap_model(model), tokenizer, data, state_dict)
+                self.save_model(unwrap(accelerator, model), tokenizer, data, state_dict)
             _write_json(self.run_dir / RESULTS_FILE, results)
             print(format_summary(results) if not self.nested else _one_line(self, results))
         accelerator.wait_for_everyone()

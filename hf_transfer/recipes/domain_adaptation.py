@@ -47,7 +47,7 @@ from ..config import format_problems
 from ..dann import DomainAdversarialModel, classifier_head, dann_loss
 from ..data.tokenize import tokenize
 from ..data.unlabeled import load_unlabeled_text, text_only
-from ..engine import Engine, Stage
+from ..engine import Engine, Stage, unwrap
 from ..errors import ConfigError
 from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
                    save_adapted_encoder)
@@ -171,7 +171,7 @@ class DomainAdaptationRecipe(Recipe):
             (stage,) = stages
             model = DomainAdversarialModel(self.build_classifier(data), cfg.strategy.discriminator_hidden)
             model, result = engine.train(stage, model, eval_sets, resume=plan[stage.name])
-            self.model = engine.accelerator.unwrap_model(model).classifier  # the discriminator stays behind
+            self.model = unwrap(engine.accelerator, model).classifier  # the discriminator stays behind
             return self.model, [result]
         mlm, source = stages
         encoder, mlm_result = self.adapt_encoder(engine, mlm, plan[mlm.name])
@@ -179,7 +179,7 @@ class DomainAdaptationRecipe(Recipe):
         start = dataclasses.replace(cfg.model, name_or_path=str(encoder), revision=None)
         model, result = engine.train(source, self.build_classifier(data, start), eval_sets,
                                      resume=plan[source.name])
-        self.model = engine.accelerator.unwrap_model(model)
+        self.model = unwrap(engine.accelerator, model)
         return model, [mlm_result, result]
 
     def adapt_encoder(self, engine: Engine, stage: Stage, resume) -> tuple[Path, object]:
@@ -195,7 +195,7 @@ class DomainAdaptationRecipe(Recipe):
         model, result = engine.train(stage, model, {}, resume=resume)
         folder = self.run_dir / ENCODER_DIR
         if acc.is_main_process:
-            save_adapted_encoder(merged(acc.unwrap_model(model)), cfg.model, engine.tokenizer, folder)
+            save_adapted_encoder(merged(unwrap(acc, model)), cfg.model, engine.tokenizer, folder)
         acc.wait_for_everyone()
         self.masked_lm_report = {
             "eval_on": stage.select_on, "texts": {k: len(v) for k, v in self.unlabeled.items()},

@@ -29,7 +29,7 @@ from accelerate.utils import set_seed
 from ..config import ModelConfig, TuningConfig, format_problems
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
-from ..engine import Engine, Stage, StageResult, resume_plan
+from ..engine import Engine, Stage, StageResult, resume_plan, unwrap
 from ..errors import ConfigError, DataError
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
 from ..saving import save_classifier
@@ -227,7 +227,8 @@ class SourceTransferRecipe(Recipe):
         # 1. The source classifier: trained here, or loaded.
         source_engine = None
         if self.source_labels is not None and self.source_eval_sets(data):
-            source_engine = Engine(accelerator, tokenizer, list(self.source_labels.names), self.run_dir)
+            source_engine = Engine(accelerator, tokenizer, list(self.source_labels.names), self.run_dir,
+                                   cfg.training.pad_to_multiple_of)
         set_seed(cfg.training.seed)
         if self.baseline == "target_only":
             source = self.pretrained_start(data)
@@ -239,7 +240,7 @@ class SourceTransferRecipe(Recipe):
             model, result = source_engine.train(self.source_stage(data), model,
                                                 self.source_stage_eval_sets(data), resume=plan["source"])
             results_of_stages.append(result)
-            source = source_from_trained(accelerator.unwrap_model(model), list(self.source_labels.names),
+            source = source_from_trained(unwrap(accelerator, model), list(self.source_labels.names),
                                          cfg.model.name_or_path)
             del model
         else:
@@ -248,7 +249,8 @@ class SourceTransferRecipe(Recipe):
         self.source = source
 
         # 2. The source classifier as it is.
-        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir)
+        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir,
+                        cfg.training.pad_to_multiple_of)
         if source_engine is not None:
             engine.global_step_offset = source_engine.global_step_offset
         self.before_adaptation(source_engine, engine, source, data)
@@ -260,7 +262,7 @@ class SourceTransferRecipe(Recipe):
         source.model = None  # what transfers is in `model` now; free the rest
         eval_sets = self.eval_sets(data)
         for phase in self.target_phases(data, source):
-            model = accelerator.unwrap_model(model)
+            model = unwrap(accelerator, model)
             if phase.tuning is not None:
                 model = apply_tuning(model, phase.tuning, new_modules)
                 logger.info("Stage %r, tuning %s: %s", phase.stage.name, phase.tuning.method,
