@@ -115,6 +115,7 @@ def run_one(args) -> dict:
     out = {
         "loop": args.loop, "tuning": args.tuning, "n_train": len(data["train"]), "repeat": args.repeat,
         "train_seconds": train_seconds, "train_examples_per_s": rows / train_seconds,
+        "loop_examples_per_s": rows / args.loop_seconds if getattr(args, "loop_seconds", None) else None,
         "train_real_tokens_per_s": real / train_seconds, "train_padding_efficiency": real / processed,
         "predict_seconds": eval_seconds, "predict_examples_per_s": len(data["test"]) / eval_seconds,
         "predict_padding_efficiency": eval_real / eval_processed if eval_processed else None,
@@ -139,8 +140,10 @@ def _hf_transfer(args, model, tokenizer, data, labels, training, lr, tmp):
     stage = Stage(name="train", train=data["train"], training=training, learning_rate=lr,
                   num_epochs=args.epochs, select_on="validation")
     started = _sync_time()
-    model, _ = engine.train(stage, model, {"validation": data["validation"]})
+    model, result = engine.train(stage, model, {"validation": data["validation"]})
     train_seconds = _sync_time() - started
+    # The loop alone, without the end-of-stage validation and checkpoint the engine adds.
+    args.loop_seconds = result.train_seconds
     args.counter.reset("eval")  # only the prediction pass counts
     started = _sync_time()
     predictions, references, indices = engine.predict(model, data["test"], args.eval_batch_size)
@@ -271,7 +274,7 @@ def _fmt(s, digits=1):
         else f"{s['median']:.{digits}f}"
 
 
-METRICS = ("train_examples_per_s", "train_real_tokens_per_s", "train_padding_efficiency",
+METRICS = ("train_examples_per_s", "loop_examples_per_s", "train_real_tokens_per_s", "train_padding_efficiency",
            "predict_examples_per_s", "predict_padding_efficiency", "peak_rss_mb", "test_accuracy", "test_macro_f1")
 
 
@@ -282,10 +285,12 @@ def summarise(runs: list[dict]) -> dict:
     keys = sorted({(r["tuning"], r["n_train"], r["loop"]) for r in runs}, key=lambda k: (k[0], k[1], LOOPS.index(k[2])))
     for tuning, n, loop in keys:
         mine = [r for r in runs if (r["tuning"], r["n_train"], r["loop"]) == (tuning, n, loop)]
-        entry = {m: _stats([r[m] for r in mine]) for m in METRICS if any(r.get(m) is not None for r in mine)}
+        entry = {m: _stats([r.get(m) for r in mine]) for m in METRICS if any(r.get(m) is not None for r in mine)}
         base = {r["repeat"]: r for r in runs if (r["tuning"], r["n_train"], r["loop"]) == (tuning, n, "trainer")}
-        for metric in ("train_examples_per_s", "predict_examples_per_s"):
-            ratios = [r[metric] / base[r["repeat"]][metric] for r in mine if r["repeat"] in base]
+        for metric in ("train_examples_per_s", "loop_examples_per_s", "predict_examples_per_s"):
+            # The Trainer's train call has no validation or checkpoint: its "loop" is the call.
+            ratios = [r[metric] / base[r["repeat"]][metric.replace("loop_", "train_")] for r in mine
+                      if r["repeat"] in base and r.get(metric)]
             entry[f"{metric}_vs_trainer"] = _stats(ratios) if ratios else None
         out[f"{tuning} n={n} {loop}"] = entry
     return out
@@ -298,17 +303,21 @@ def markdown(summary: dict, args, environment: dict) -> str:
              f"test split {args.eval_n} rows. Medians over {args.repeats} repeat(s) (min–max); `× Trainer` is the "
              "median of the per-repeat ratios to the default Trainer. Padding efficiency = real tokens ÷ "
              "tokens processed in training batches. `hf_transfer`'s train time includes its end-of-stage "
-             "validation pass and checkpoint.", "",
-             "| tuning | n train | loop | train ex/s | × Trainer | real tok/s | padding eff. | predict ex/s | × Trainer | "
-             "peak RSS MiB | test acc | test macro-F1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "validation pass (64 rows) and checkpoint (weights and optimizer state); `loop only` leaves "
+             "them out (for the other loops it is the train call).", "",
+             "| tuning | n train | loop | train ex/s | × Trainer | loop only: ex/s | × Trainer | real tok/s | "
+             "padding eff. | predict ex/s | × Trainer | peak RSS MiB | test acc | test macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary.items():
         tuning, n, loop = name.split(" ")
-        ratio = lambda k: _fmt(e[k], 2) if e.get(k) else "—"  # noqa: E731
+        value = lambda k, digits=1: _fmt(e[k], digits) if e.get(k) else "—"  # noqa: E731
         lines.append(
-            f"| {tuning} | {n[2:]} | {loop} | {_fmt(e['train_examples_per_s'])} | {ratio('train_examples_per_s_vs_trainer')} | "
-            f"{_fmt(e['train_real_tokens_per_s'], 0)} | {_fmt(e['train_padding_efficiency'], 3)} | "
-            f"{_fmt(e['predict_examples_per_s'])} | {ratio('predict_examples_per_s_vs_trainer')} | "
-            f"{_fmt(e['peak_rss_mb'], 0)} | {_fmt(e['test_accuracy'], 3)} | {_fmt(e['test_macro_f1'], 3)} |")
+            f"| {tuning} | {n[2:]} | {loop} | {value('train_examples_per_s')} | "
+            f"{value('train_examples_per_s_vs_trainer', 2)} | {value('loop_examples_per_s')} | "
+            f"{value('loop_examples_per_s_vs_trainer', 2)} | {value('train_real_tokens_per_s', 0)} | "
+            f"{value('train_padding_efficiency', 3)} | {value('predict_examples_per_s')} | "
+            f"{value('predict_examples_per_s_vs_trainer', 2)} | {value('peak_rss_mb', 0)} | "
+            f"{value('test_accuracy', 3)} | {value('test_macro_f1', 3)} |")
     lines += ["", f"Machine: {environment['machine']}; torch {environment['torch']}, transformers "
               f"{environment['transformers']}, accelerate {environment['accelerate']}, peft {environment['peft']}; "
               f"torch threads {environment['threads']}.",
