@@ -46,13 +46,13 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from bench_utils import fmt_stats, parse_deadline, seed_stats  # noqa: E402  (this folder)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything used here ships in packages
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -169,35 +169,23 @@ def run_one(args, paths, target, tuning, arm, seed, root: Path) -> dict:
 # --- summaries -------------------------------------------------------------------------------
 
 
-def _stats(values: list) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
-
-
-def _fmt(s, digits: int = 3) -> str:
-    if not s:
-        return "—"
-    spread = f" ± {s['std']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})" if s["n"] > 1 else ""
-    return f"{s['mean']:.{digits}f}{spread}"
-
-
 def summarise(runs: dict) -> dict:
     """runs: {(target, tuning, arm): {seed: results}} -> per cell: scores, paired differences
     to source_only, MLM losses (tapt), seconds."""
     out = {}
     for (target, tuning, arm), by_seed in sorted(runs.items()):
         rows = {seed: r["eval_matrix"]["target/test"] for seed, r in by_seed.items()}
-        entry = {m: _stats([row[m] for row in rows.values()]) for m in ("accuracy", "macro_f1")}
+        entry = {m: seed_stats([row[m] for row in rows.values()]) for m in ("accuracy", "macro_f1")}
         entry["seeds"] = sorted(rows)
         entry["n_test"] = next(iter(rows.values()))["n"]
         base = runs.get((target, tuning, "source_only"), {})
         for m in ("accuracy", "macro_f1"):
             paired = [rows[s][m] - base[s]["eval_matrix"]["target/test"][m] for s in rows if s in base]
-            entry[f"{m}_vs_source_only"] = _stats(paired) if paired and arm != "source_only" else None
+            entry[f"{m}_vs_source_only"] = seed_stats(paired) if paired and arm != "source_only" else None
         if arm == "tapt":
-            entry["mlm_loss_before"] = _stats([r["masked_lm"]["loss_before"] for r in by_seed.values()])
-            entry["mlm_loss_after"] = _stats([r["masked_lm"]["loss_after"] for r in by_seed.values()])
-        entry["wall_seconds"] = _stats([r.get("_wall_seconds", r["timings"]["total_seconds"])
+            entry["mlm_loss_before"] = seed_stats([r["masked_lm"]["loss_before"] for r in by_seed.values()])
+            entry["mlm_loss_after"] = seed_stats([r["masked_lm"]["loss_after"] for r in by_seed.values()])
+        entry["wall_seconds"] = seed_stats([r.get("_wall_seconds", r["timings"]["total_seconds"])
                                         for r in by_seed.values()])
         entry["target_train"] = next(iter(by_seed.values()))["data"]["target"]["splits"]["train"]
         out[f"{target} / {tuning} / {arm}"] = entry
@@ -238,13 +226,13 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
             t, tuning, arm = name.split(" / ")
             if t != target:
                 continue
-            lines.append(f"| {tuning} | {arm} | {WHAT[arm]} | {len(row['seeds'])} | {_fmt(row['accuracy'])} | "
-                         f"{_fmt(row['macro_f1'])} | {_fmt(row['accuracy_vs_source_only'])} | "
-                         f"{_fmt(row['macro_f1_vs_source_only'])} | {row['wall_seconds']['mean']:.0f} |")
+            lines.append(f"| {tuning} | {arm} | {WHAT[arm]} | {len(row['seeds'])} | {fmt_stats(row['accuracy'])} | "
+                         f"{fmt_stats(row['macro_f1'])} | {fmt_stats(row['accuracy_vs_source_only'])} | "
+                         f"{fmt_stats(row['macro_f1_vs_source_only'])} | {row['wall_seconds']['mean']:.0f} |")
         taptrows = [(n, r) for n, r in summary.items() if n.startswith(f"{target} /") and "mlm_loss_after" in r]
         if taptrows:
             lines += ["", "Masked-LM loss on the target validation text (tapt), before → after: " + "; ".join(
-                f"{n.split(' / ')[1]} {_fmt(r['mlm_loss_before'], 2)} → {_fmt(r['mlm_loss_after'], 2)}"
+                f"{n.split(' / ')[1]} {fmt_stats(r['mlm_loss_before'], 2)} → {fmt_stats(r['mlm_loss_after'], 2)}"
                 for n, r in taptrows)]
         lines.append("")
     lines += [
@@ -297,11 +285,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "benchmarks")
     args = parser.parse_args()
     args.model_path = tiny_model(args.out / "tiny_bert") if args.model == TINY else args.model
-    deadline = None
-    if args.deadline:
-        now = dt.datetime.now(dt.timezone.utc)
-        hour, minute = map(int, args.deadline.split(":"))
-        deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    deadline = parse_deadline(args.deadline)
     args.report.mkdir(parents=True, exist_ok=True)
     paths = write_fixed_splits(args.out / "data", args)
     import datasets

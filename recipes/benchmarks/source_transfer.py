@@ -31,13 +31,13 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from bench_utils import fmt_stats, parse_deadline, seed_stats  # noqa: E402  (this folder)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything used here ships in packages
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -185,30 +185,18 @@ def _scores(row: dict) -> dict:
     return {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"], "n": row["n"]}
 
 
-def _stats(values: list) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
-
-
-def _fmt(s: dict, digits: int = 3) -> str:
-    if s is None:
-        return "—"
-    spread = f" ± {s['std']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})" if s["n"] > 1 else ""
-    return f"{s['mean']:.{digits}f}{spread}"
-
-
 def summarise_label_space(runs: dict) -> dict:
     """runs: {(variant, k): {seed: results}} -> per variant and k: test scores, and the paired
     difference to plain_encoder (same k, same seed)."""
     out = {}
     for (variant, k), by_seed in runs.items():
         rows = {seed: r["eval_matrix"]["target/test"] for seed, r in by_seed.items()}
-        entry = {m: _stats([row[m] for row in rows.values()]) for m in ("accuracy", "macro_f1")}
+        entry = {m: seed_stats([row[m] for row in rows.values()]) for m in ("accuracy", "macro_f1")}
         entry["seeds"] = sorted(rows)
         base = runs.get(("plain_encoder", k), {})
         paired = [rows[s]["macro_f1"] - base[s]["eval_matrix"]["target/test"]["macro_f1"] for s in rows if s in base]
-        entry["macro_f1_vs_plain_encoder"] = _stats(paired) if paired and variant != "plain_encoder" else None
-        entry["train_seconds"] = _stats([r["timings"]["train_seconds"] for r in by_seed.values()])
+        entry["macro_f1_vs_plain_encoder"] = seed_stats(paired) if paired and variant != "plain_encoder" else None
+        entry["train_seconds"] = seed_stats([r["timings"]["train_seconds"] for r in by_seed.values()])
         out[f"{variant} k={k}"] = entry
     return out
 
@@ -221,16 +209,16 @@ def summarise_conditional_shift(runs: dict) -> dict:
     splits = ["target/test", "target/test[moved_to_tech]", "target/test[unchanged]", "source/test",
               "source/test[moved_to_tech]", "source/test[unchanged]"]
     base = first["no_adaptation"]
-    out["no_adaptation"] = {s: {m: _stats([base[s][m]]) for m in ("accuracy", "macro_f1")} for s in splits if s in base}
+    out["no_adaptation"] = {s: {m: seed_stats([base[s][m]]) for m in ("accuracy", "macro_f1")} for s in splits if s in base}
     for strategy, by_seed in runs.items():
-        entry = {s: {m: _stats([r["eval_matrix"][s][m] for r in by_seed.values()]) for m in ("accuracy", "macro_f1")}
+        entry = {s: {m: seed_stats([r["eval_matrix"][s][m] for r in by_seed.values()]) for m in ("accuracy", "macro_f1")}
                  for s in splits if s in first["eval_matrix"]}
-        entry["forgetting_accuracy"] = _stats([r["forgetting"]["source/test"]["drop"]["accuracy"] for r in by_seed.values()])
-        entry["forgetting_macro_f1"] = _stats([r["forgetting"]["source/test"]["drop"]["macro_f1"] for r in by_seed.values()])
-        entry["gain_accuracy"] = _stats([r["adaptation"]["target/test"]["gain"]["accuracy"] for r in by_seed.values()])
-        entry["gain_macro_f1"] = _stats([r["adaptation"]["target/test"]["gain"]["macro_f1"] for r in by_seed.values()])
+        entry["forgetting_accuracy"] = seed_stats([r["forgetting"]["source/test"]["drop"]["accuracy"] for r in by_seed.values()])
+        entry["forgetting_macro_f1"] = seed_stats([r["forgetting"]["source/test"]["drop"]["macro_f1"] for r in by_seed.values()])
+        entry["gain_accuracy"] = seed_stats([r["adaptation"]["target/test"]["gain"]["accuracy"] for r in by_seed.values()])
+        entry["gain_macro_f1"] = seed_stats([r["adaptation"]["target/test"]["gain"]["macro_f1"] for r in by_seed.values()])
         entry["seeds"] = sorted(by_seed)
-        entry["train_seconds"] = _stats([r["timings"]["train_seconds"] for r in by_seed.values()])
+        entry["train_seconds"] = seed_stats([r["timings"]["train_seconds"] for r in by_seed.values()])
         out[strategy] = entry
     return out
 
@@ -257,8 +245,8 @@ def label_space_markdown(summary, sources, args, environment, plan) -> str:
             "bbc3_label_map": "same source, business/politics/sports rows from its head"}
     for name, row in summary.items():
         variant, k = name.split(" k=")
-        lines.append(f"| {variant} | {what[variant]} | {k} | {len(row['seeds'])} | {_fmt(row['accuracy'])} | "
-                     f"{_fmt(row['macro_f1'])} | {_fmt(row['macro_f1_vs_plain_encoder'])} |")
+        lines.append(f"| {variant} | {what[variant]} | {k} | {len(row['seeds'])} | {fmt_stats(row['accuracy'])} | "
+                     f"{fmt_stats(row['macro_f1'])} | {fmt_stats(row['macro_f1_vs_plain_encoder'])} |")
     lines += ["", "Reading: `plain_encoder` is the packaged sentence-embedding MiniLM, whose pretrained "
               "geometry already separates topics; a source classifier's encoder has been pulled toward "
               "its own few labels (here by one or two short epochs at lr 3e-4), and a few dozen "
@@ -294,11 +282,11 @@ def conditional_shift_markdown(summary, sources, args, environment, plan, policy
         if name == "no_adaptation":
             seeds = "—"
         lines.append(
-            f"| {name} | {seeds} | {_fmt(row['target/test']['accuracy'])} | {_fmt(row['target/test']['macro_f1'])} | "
-            f"{_fmt(row.get('target/test[moved_to_tech]', {}).get('accuracy'))} | {_fmt(row['source/test']['accuracy'])} | "
-            f"{_fmt(row.get('source/test[unchanged]', {}).get('accuracy'))} | "
-            f"{_fmt(row.get('forgetting_accuracy')) if name != 'no_adaptation' else '0'} | "
-            f"{_fmt(row.get('gain_accuracy')) if name != 'no_adaptation' else '0'} |")
+            f"| {name} | {seeds} | {fmt_stats(row['target/test']['accuracy'])} | {fmt_stats(row['target/test']['macro_f1'])} | "
+            f"{fmt_stats(row.get('target/test[moved_to_tech]', {}).get('accuracy'))} | {fmt_stats(row['source/test']['accuracy'])} | "
+            f"{fmt_stats(row.get('source/test[unchanged]', {}).get('accuracy'))} | "
+            f"{fmt_stats(row.get('forgetting_accuracy')) if name != 'no_adaptation' else '0'} | "
+            f"{fmt_stats(row.get('gain_accuracy')) if name != 'no_adaptation' else '0'} |")
     lines += ["", "Forgetting on the old policy is expected on `[moved_to_tech]` articles (the new "
               "policy contradicts it there); `source acc [unchanged]` is the forgetting that is not "
               "forced by the shift. The source classifier saw one epoch of its training articles, so "
@@ -339,11 +327,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_source_transfer")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "benchmarks")
     args = parser.parse_args()
-    deadline = None
-    if args.deadline:
-        now = dt.datetime.now(dt.timezone.utc)
-        hour, minute = map(int, args.deadline.split(":"))
-        deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    deadline = parse_deadline(args.deadline)
     args.report.mkdir(parents=True, exist_ok=True)
     paths = write_fixed_splits(args.out / "data")
     import datasets
