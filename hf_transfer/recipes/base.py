@@ -69,9 +69,15 @@ class Recipe:
     source_only_strategies: tuple[str, ...] = ()
 
     def __init__(self, config: RunConfig):
-        self.config = config.validate()
+        self.config = config
+        # One message with every problem: the generic settings and this recipe's own rules.
+        problems = config.problems()
         if config.strategy.name not in self.strategies:
-            raise ConfigError(_choice_problem("strategy.name", config.strategy.name, self.strategies))
+            problems.append(_choice_problem("strategy.name", config.strategy.name, self.strategies))
+        else:
+            problems += self.baseline_problems() + self.config_problems()
+        if problems:
+            raise ConfigError(format_problems(problems))
         self.run_dir = Path(config.output.dir)
         self.results: Optional[dict] = None
         # Set on the nested runs of the baseline comparison (hf_transfer.baselines): which
@@ -79,9 +85,10 @@ class Recipe:
         # no end_training, a one-line summary).
         self.baseline: Optional[str] = None
         self.nested = False
-        problems = self.baseline_problems()
-        if problems:
-            raise ConfigError(format_problems(problems))
+
+    def config_problems(self) -> list[str]:
+        """Hook: this recipe's own rules about the configuration (field named, fix given)."""
+        return []
 
     def baseline_problems(self) -> list[str]:
         s = self.config.strategy

@@ -27,9 +27,8 @@ import logging
 
 import datasets
 
-from ..config import format_problems
 from ..engine import Stage
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .base import Recipe, RunData
 
 logger = logging.getLogger(__name__)
@@ -42,6 +41,10 @@ class CrossLingualRecipe(Recipe):
 
     def __init__(self, config):
         super().__init__(config)
+        self.dropped_labels: list[str] = []
+
+    def config_problems(self) -> list[str]:
+        config = self.config
         problems = [
             f"`data.{role}.group_column` is not set: cross-lingual runs need the column that "
             "names each document's language (e.g. `language` for the built-in chatterbot data)."
@@ -50,9 +53,7 @@ class CrossLingualRecipe(Recipe):
         if config.strategy.name == "few_shot" and config.data.target.k_shot is None:
             problems.append("`data.target.k_shot` is not set: `few_shot` trains on k labelled "
                             "examples per class in each target language; set k (e.g. 16).")
-        if problems:
-            raise ConfigError(format_problems(problems))
-        self.dropped_labels: list[str] = []
+        return problems
 
     def stages(self, data: RunData) -> list[Stage]:
         if self.config.strategy.name == "multi_source":

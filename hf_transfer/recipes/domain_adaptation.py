@@ -43,7 +43,6 @@ from typing import Optional
 import datasets
 from accelerate.utils import set_seed
 
-from ..config import format_problems
 from ..dann import DomainAdversarialModel, classifier_head, dann_loss
 from ..data.tokenize import tokenize
 from ..data.unlabeled import load_unlabeled_text, text_only
@@ -69,9 +68,6 @@ class DomainAdaptationRecipe(Recipe):
 
     def __init__(self, config):
         super().__init__(config)
-        problems = self.config_problems()
-        if problems:
-            raise ConfigError(format_problems(problems))
         self._unlabeled_raw: Optional[datasets.DatasetDict] = None
         self.unlabeled: dict[str, datasets.Dataset] = {}  # tokenized text only: train, validation
         self.masked_lm: Optional[MaskedLM] = None

@@ -26,7 +26,7 @@ import datasets
 import torch
 from accelerate.utils import set_seed
 
-from ..config import ModelConfig, TuningConfig, format_problems
+from ..config import ModelConfig, TuningConfig
 from ..data.labels import LabelSpace
 from ..data.loading import label_counts, load_splits
 from ..engine import Engine, Stage, StageResult, resume_plan, unwrap
@@ -57,9 +57,6 @@ class SourceTransferRecipe(Recipe):
 
     def __init__(self, config):
         super().__init__(config)
-        problems = self.config_problems()
-        if problems:
-            raise ConfigError(format_problems(problems))
         self.source_info: Optional[SourceInfo] = None
         self.source_labels: Optional[LabelSpace] = None  # the source classifier's labels
 
