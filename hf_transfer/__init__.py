@@ -15,8 +15,10 @@ from .errors import ConfigError, DataError, HfTransferError, NonFiniteError, Pre
 from .hub import HubError, push_to_hub
 from .merging import merge_adapter
 from .report import compare_runs, write_report
-from .recipes import (ConditionalShiftRecipe, CrossLingualRecipe, DomainAdaptationRecipe,
-                      LabelSpaceRecipe, Recipe)
+from .run import Recipe
+from .scenarios import (ConditionalShiftRecipe, CrossLingualRecipe, DomainAdaptationRecipe,
+                        LabelSpaceRecipe)
+from .strategies import Strategy, StrategyOptions, register_strategy
 from .saving import Classifier, load_classifier, save_classifier
 from .version import __version__
 
@@ -33,6 +35,8 @@ __all__ = [
     "HubError",
     "LabelSpaceRecipe",
     "Recipe",
+    "Strategy",
+    "StrategyOptions",
     "RunConfig",
     "__version__",
     "compare_runs",
@@ -42,6 +46,7 @@ __all__ = [
     "merge_adapter",
     "parse_args",
     "push_to_hub",
+    "register_strategy",
     "save_classifier",
     "write_report",
 ]

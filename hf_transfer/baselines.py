@@ -1,4 +1,5 @@
-"""When to transfer: baselines beside a transfer run, the gain on the target, and a verdict.
+"""When to transfer: the gain of a transfer run over its baselines, and a verdict (pure
+functions; the nested runs themselves are run by :mod:`hf_transfer.run.comparison`).
 
 ``strategy.baselines`` names baselines that run in the same invocation as the transfer run,
 each as a *nested run* of the same recipe class with a changed configuration, in
@@ -35,11 +36,8 @@ point keeps a large test set from calling a 0.2-point difference a win.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
-from pathlib import Path
 from typing import Optional, Sequence
 
 logger = logging.getLogger("hf_transfer")
@@ -50,7 +48,6 @@ NEGATIVE = "negative transfer"
 MIN_EFFECT = 0.01  # the smallest gain called an effect, whatever the noise
 METRICS = ("accuracy", "macro_f1")
 SPLIT = "target/test"
-BASELINES_DIR = "baselines"
 TRANSFER_ARM = "transfer"
 RULE = ("gain = mean(transfer) - mean(baseline) on target/test; noise = max(0.01, 2*sqrt("
         "sigma_seed^2 + sigma_test^2)) with sigma_seed the pooled std over seeds and sigma_test "
@@ -162,64 +159,3 @@ def _std(values: Optional[Sequence[float]]) -> Optional[float]:
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
-
-
-# --- the nested runs ----------------------------------------------------------------------------
-
-
-def comparison_plan(config) -> list[tuple[str, int]]:
-    """``(arm, seed)`` of every nested run: the transfer strategy on the extra seeds, then each
-    baseline on every seed."""
-    seeds = seeds_of(config)
-    plan = [(TRANSFER_ARM, seed) for seed in seeds[1:]]
-    plan += [(name, seed) for name in config.strategy.baselines for seed in seeds]
-    return plan
-
-
-def seeds_of(config) -> list[int]:
-    return [config.training.seed + i for i in range(config.strategy.baseline_seeds)]
-
-
-def nested_config(config, arm: str, seed: int, run_dir: Path):
-    """The configuration of one nested run: another seed and folder, no baselines of its own,
-    no saved model, push or trackers."""
-    folder = Path(run_dir) / BASELINES_DIR / f"{arm}_seed{seed}"
-    resume = None
-    if config.output.resume_from_checkpoint and (folder / "checkpoints").is_dir():
-        resume = "latest"
-    return dataclasses.replace(
-        config,
-        training=dataclasses.replace(config.training, seed=seed, log_with=[]),
-        strategy=dataclasses.replace(config.strategy, baselines=[], baseline_seeds=1),
-        output=dataclasses.replace(config.output, dir=str(folder), save_model=False, push_to_hub=False,
-                                   overwrite=True, resume_from_checkpoint=resume, report=False),
-    )
-
-
-def run_comparison(recipe, main_results: dict) -> Optional[dict]:
-    """Run the nested runs of ``recipe`` (every process takes part) and return the
-    ``transfer`` section (None when no baseline was asked for)."""
-    config = recipe.config
-    if not config.strategy.baselines:
-        return None
-    seeds = seeds_of(config)
-    arms: dict[str, list[dict]] = {TRANSFER_ARM: [main_results["eval_matrix"][SPLIT]]}
-    runs = {}
-    for arm, seed in comparison_plan(config):
-        cfg = nested_config(config, arm, seed, recipe.run_dir)
-        finished = Path(cfg.output.dir) / "results.json"
-        if config.output.resume_from_checkpoint and finished.is_file():
-            logger.info("Comparison run %s, seed %d finished in an earlier attempt: reusing %s", arm, seed, finished)
-            results = json.loads(finished.read_text(encoding="utf-8"))
-        else:
-            logger.info("Comparison run: %s, seed %d -> %s", arm, seed, cfg.output.dir)
-            nested = type(recipe)(cfg)
-            nested.baseline = None if arm == TRANSFER_ARM else arm
-            nested.nested = True
-            results = nested.run()
-        arms.setdefault(arm, []).append(results["eval_matrix"][SPLIT])
-        runs[f"{arm}_seed{seed}"] = str(Path(BASELINES_DIR) / f"{arm}_seed{seed}")
-    n_test = main_results["eval_matrix"][SPLIT].get("n")
-    section = transfer_section(arms, seeds, config.training.metric_for_best, n_test)
-    section["runs"] = runs
-    return section

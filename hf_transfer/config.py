@@ -221,7 +221,7 @@ class TuningConfig:
     def problems(self, path: str) -> list[str]:
         out = []
         if self.method not in TUNING_METHODS:
-            out.append(_choice_problem(f"{path}.method", self.method, TUNING_METHODS))
+            out.append(choice_problem(f"{path}.method", self.method, TUNING_METHODS))
         if self.lora_r < 1:
             out.append(f"`{path}.lora_r` is {self.lora_r}: use a rank of at least 1.")
         if not 0 <= self.lora_dropout < 1:
@@ -297,7 +297,7 @@ class TrainingConfig:
             "metric_for_best": METRICS_FOR_BEST, "on_nonfinite": ON_NONFINITE,
         })
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
-            out.append(_choice_problem(f"{path}.mixed_precision", self.mixed_precision, MIXED_PRECISION))
+            out.append(choice_problem(f"{path}.mixed_precision", self.mixed_precision, MIXED_PRECISION))
         return out
 
     def learning_rate_for(self, method: str) -> float:
@@ -318,7 +318,6 @@ class StrategyConfig:
     target_learning_rate: Optional[float] = _field(
         None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
     )
-    # --- label-space and conditional-shift recipes ---
     source_model: Optional[str] = _field(
         None, "Label-space/conditional-shift recipes: the source classifier to start from — a model "
         "folder saved by hf_transfer (a full model, or a LoRA adapter: merged into its base first) "
@@ -330,41 +329,10 @@ class StrategyConfig:
         "(its labels must be the source classifier's). False: `data.source` is not loaded when "
         "`source_model` is given (no source rows, no forgetting report)."
     )
-    label_map: Optional[dict] = _field(
-        None, "`label_map` strategy: {target_label: source_label}; those rows of the new head "
-        "start as the source head's rows (labels with the same name are matched as well)."
-    )
-    probe_num_epochs: float = _field(
-        5, "`lp_ft`: epochs of the linear probe (only the new head trains) before fine-tuning."
-    )
-    probe_learning_rate: Optional[float] = _field(
-        None, "`lp_ft`: learning rate of the linear probe; null uses the `frozen` default (1e-3)."
-    )
-    l2sp_alpha: float = _field(
-        0.1, "`l2sp`: strength alpha of the penalty alpha/2 * ||w - w_source||^2 on the encoder "
-        "weights that train (Li et al. 2018 use 0.1)."
-    )
-    # --- domain adaptation with unlabelled target text ---
-    mlm_num_epochs: float = _field(
-        1, "`tapt`/`dapt`: epochs of masked-LM training on the unlabelled text before the "
-        "classification stage (fractions allowed)."
-    )
-    mlm_learning_rate: Optional[float] = _field(
-        None, "`tapt`/`dapt`: learning rate of the masked-LM stage; null reuses the "
-        "classification stage's."
-    )
-    mlm_probability: float = _field(
-        0.15, "`tapt`/`dapt`: fraction of tokens masked (of those, 80% become [MASK], 10% a "
-        "random token, 10% stay)."
-    )
-    dann_weight: float = _field(
-        1.0, "`dann`: weight of the adversarial gradient. The reversal layer multiplies the "
-        "discriminator's gradient by -dann_weight * (2 / (1 + exp(-10 p)) - 1), p = the "
-        "fraction of training done (Ganin et al. 2016)."
-    )
-    discriminator_hidden: int = _field(
-        256, "`dann`: hidden units of the domain discriminator (Linear-ReLU-Dropout-Linear)."
-    )
+    # The named strategy's own settings: an instance of the options class it registered with
+    # (hf_transfer.strategies). In YAML and on the command line they sit directly under
+    # `strategy` (`--strategy.dann_weight 0.5`) and are read once `name` is known.
+    options: Any = field(default=None, metadata={"strategy_options": True})
     # --- "when to transfer": baselines run in the same invocation ---
     baselines: list = _field(
         [], "Baselines trained in the same run, each a nested run in `output.dir/baselines/`: "
@@ -379,40 +347,23 @@ class StrategyConfig:
         "are paired per seed and their spread is measured."
     )
 
+    def __post_init__(self):
+        if self.options is None:
+            self.options = _strategy_registry().options_for(self.name)
+
     def problems(self, path: str) -> list[str]:
         out = _choice_problems(path, self, {"select_on": ("source", "target")})
+        # Whether `name` is a strategy of the scenario is the recipe's check (it knows which).
+        out += self.options.problems(path)
         if self.target_num_epochs <= 0:
             out.append(f"`{path}.target_num_epochs` must be positive.")
         if self.target_learning_rate is not None and self.target_learning_rate <= 0:
             out.append(f"`{path}.target_learning_rate` must be positive or null.")
         if self.source_model is not None and not self.source_model.strip():
             out.append(f"`{path}.source_model` is empty: give a model folder or Hub id, or null.")
-        if self.label_map is not None and not all(
-                isinstance(v, (str, int)) and not isinstance(v, bool)
-                for pair in self.label_map.items() for v in pair):
-            out.append(f"`{path}.label_map` must map target label names to source label names, "
-                       f"e.g. {{sport: sports}}; got {self.label_map!r}.")
-        if self.probe_num_epochs <= 0:
-            out.append(f"`{path}.probe_num_epochs` must be positive.")
-        if self.probe_learning_rate is not None and self.probe_learning_rate <= 0:
-            out.append(f"`{path}.probe_learning_rate` must be positive or null.")
-        if self.l2sp_alpha < 0:
-            out.append(f"`{path}.l2sp_alpha` is {self.l2sp_alpha}: use a value of at least 0.")
-        if self.mlm_num_epochs <= 0:
-            out.append(f"`{path}.mlm_num_epochs` is {self.mlm_num_epochs}: use a positive number.")
-        if self.mlm_learning_rate is not None and self.mlm_learning_rate <= 0:
-            out.append(f"`{path}.mlm_learning_rate` must be positive or null.")
-        if not 0 < self.mlm_probability < 1:
-            out.append(f"`{path}.mlm_probability` is {self.mlm_probability}: use a fraction in "
-                       "(0, 1), e.g. 0.15.")
-        if self.dann_weight < 0:
-            out.append(f"`{path}.dann_weight` is {self.dann_weight}: use a value of at least 0.")
-        if self.discriminator_hidden < 1:
-            out.append(f"`{path}.discriminator_hidden` is {self.discriminator_hidden}: use at "
-                       "least 1 unit.")
         for name in self.baselines:
             if name not in BASELINES:
-                out.append(_choice_problem(f"{path}.baselines", name, BASELINES))
+                out.append(choice_problem(f"{path}.baselines", name, BASELINES))
         if len(set(map(str, self.baselines))) != len(self.baselines):
             out.append(f"`{path}.baselines` lists a baseline twice: {self.baselines}.")
         if self.baseline_seeds < 1:
@@ -470,7 +421,9 @@ class RunConfig:
     data: DataConfig = _field(DataConfig(), "Source and target datasets.")
     tuning: TuningConfig = _field(TuningConfig(), "Which parameters train.")
     training: TrainingConfig = _field(TrainingConfig(), "Optimisation and evaluation.")
-    strategy: StrategyConfig = _field(StrategyConfig(), "The transfer strategy and its options.")
+    # A factory, not an instance: a StrategyConfig reads the strategy registry when built.
+    strategy: StrategyConfig = field(default_factory=StrategyConfig,
+                                     metadata={"help": "The transfer strategy and its options."})
     output: OutputConfig = _field(OutputConfig(), "Where results and models go.")
 
     def problems(self) -> list[str]:
@@ -487,8 +440,11 @@ class RunConfig:
         return self
 
     def to_dict(self) -> dict:
-        """Plain data for results.json, trackers and saved configs: secrets redacted."""
-        return redact_secrets(dataclasses.asdict(self))
+        """Plain data for results.json, trackers and saved configs: secrets redacted. The
+        strategy's own settings sit directly under `strategy`, as in the YAML files."""
+        data = dataclasses.asdict(self)
+        data["strategy"].update(data["strategy"].pop("options") or {})
+        return redact_secrets(data)
 
 
 # Key parts that mark a secret (token, password, api_key, ...); `tokenizer` or `max_tokens` do not.
@@ -514,7 +470,7 @@ def redact_secrets(data: Any) -> Any:
     return data
 
 
-def _choice_problem(path: str, value: Any, choices: tuple) -> str:
+def choice_problem(path: str, value: Any, choices: tuple) -> str:
     hint = difflib.get_close_matches(str(value), choices, n=1)
     suggestion = f" Did you mean `{hint[0]}`?" if hint else ""
     return f"`{path}` is {value!r}: choose one of {', '.join(choices)}.{suggestion}"
@@ -522,7 +478,7 @@ def _choice_problem(path: str, value: Any, choices: tuple) -> str:
 
 def _choice_problems(path: str, obj: Any, choices: dict[str, tuple]) -> list[str]:
     return [
-        _choice_problem(f"{path}.{name}", getattr(obj, name), options)
+        choice_problem(f"{path}.{name}", getattr(obj, name), options)
         for name, options in choices.items()
         if getattr(obj, name) not in options
     ]
@@ -556,6 +512,10 @@ def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = N
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     changes = {}
+    option_data = {}
+    if cls is StrategyConfig:  # the strategy's own settings are read once its name is known
+        option_data = {k: v for k, v in data.items() if k not in fields or k == "options"}
+        data = {k: v for k, v in data.items() if k not in option_data}
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
@@ -567,12 +527,43 @@ def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = N
             if coerced is not _INVALID:
                 changes[key] = coerced
     instance = dataclasses.replace(base, **changes)
+    if cls is StrategyConfig:
+        instance = _with_strategy_options(instance, option_data, path, problems)
     if own and problems:
         raise ConfigError(format_problems(problems))
     return instance
 
 
 _INVALID = object()
+
+
+def _strategy_registry():
+    # Imported when first needed: the strategies import this module for their options.
+    from .strategies import registry
+
+    return registry
+
+
+def _with_strategy_options(strategy: "StrategyConfig", data: dict, path: str,
+                           problems: list) -> "StrategyConfig":
+    """``strategy`` with its named strategy's options read from ``data`` (the keys under
+    `strategy` that are not its common fields). A setting of another strategy is a problem."""
+    registry = _strategy_registry()
+    options_class = type(registry.options_for(strategy.name))
+    own = {f.name for f in dataclasses.fields(options_class)}
+    where = path or "strategy"
+    for key in [k for k in data if k not in own]:
+        owners = registry.strategies_with_option(key)
+        if owners:
+            problems.append(
+                f"`{where}.{key}` is a setting of {', '.join(f'`{o}`' for o in owners)}, but "
+                f"`{where}.name` is {strategy.name!r}: remove it, or choose that strategy.")
+        else:
+            known = [f.name for f in dataclasses.fields(StrategyConfig) if f.name != "options"]
+            problems.append(_unknown_key_problem(f"{where}.{key}", key, known + registry.option_names()))
+    base = strategy.options if isinstance(strategy.options, options_class) else options_class()
+    options = from_dict(options_class, {k: v for k, v in data.items() if k in own}, where, problems, base)
+    return dataclasses.replace(strategy, options=options)
 
 
 def _unknown_key_problem(where: str, key: Any, known: list[str]) -> str:
@@ -725,7 +716,9 @@ def field_paths(cls: type = RunConfig, prefix: str = "") -> dict[str, dataclasse
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.metadata.get("strategy_options"):  # every registered strategy's own settings
+            out.update({f"{prefix}{o.name}": o for o in _strategy_registry().option_fields()})
+        elif dataclasses.is_dataclass(hints[f.name]):
             out.update(field_paths(hints[f.name], name + "."))
         else:
             out[name] = f
@@ -733,15 +726,16 @@ def field_paths(cls: type = RunConfig, prefix: str = "") -> dict[str, dataclasse
 
 
 def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[str, Path]] = None,
-               description: str = "") -> RunConfig:
+               description: str = "", strategies: Optional[list[str]] = None) -> RunConfig:
     """Parse ``--config FILE`` and ``--section.field VALUE`` overrides into a RunConfig.
 
     Without ``--config``, ``default_config`` (a recipe's shipped YAML) is read, if given.
-    ``--help`` prints every setting with its default and help text.
+    ``--help`` prints every setting with its default and help text (strategy settings: those
+    of ``strategies``, default all).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(format_help(description, default_config))
+        print(format_help(description, default_config, strategies))
         raise SystemExit(0)
     config_path, overrides, problems = default_config, {}, []
     paths = field_paths()
@@ -787,16 +781,31 @@ def _resolve_key(key: str, paths: dict, problems: list) -> Optional[str]:
     return None
 
 
-def format_help(description: str = "", default_config: Optional[Union[str, Path]] = None) -> str:
+def format_help(description: str = "", default_config: Optional[Union[str, Path]] = None,
+                strategies: Optional[list[str]] = None) -> str:
+    """Every common setting with its default and help, then the own settings of each strategy
+    in ``strategies`` (default: every registered strategy)."""
     lines = [description.strip(), ""] if description else []
     lines += ["usage: [accelerate launch] SCRIPT [--config FILE.yaml] [--section.field VALUE ...]", ""]
     defaults = load_config(default_config) if default_config else RunConfig()
     if default_config:
         lines += [f"Defaults below come from {default_config}.", ""]
     values = defaults.to_dict()  # redacted: --help never prints a secret
+    option_names = set(_strategy_registry().option_names())
     for name, f in field_paths().items():
+        if name.startswith("strategy.") and name.split(".", 1)[1] in option_names:
+            continue  # listed below, under the strategy that reads it
         lines.append(f"  --{name}  (default: {_lookup(values, name)!r})")
         lines.append(f"      {f.metadata.get('help', '')}")
+    registry = _strategy_registry()
+    for strategy in strategies if strategies is not None else registry.names():
+        options = defaults.strategy.options if defaults.strategy.name == strategy \
+            else registry.options_for(strategy)
+        own = dataclasses.fields(options)
+        lines += ["", f"Settings of strategy `{strategy}`:" if own else f"Strategy `{strategy}` has no settings of its own."]
+        for f in own:
+            lines.append(f"  --strategy.{f.name}  (default: {redact_secrets(getattr(options, f.name))!r})")
+            lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 

@@ -23,11 +23,12 @@ import yaml
 
 from .config import REPO_ID_PATTERN
 from .errors import ConfigError, HfTransferError
+from .layout import MODEL_DIR, RESULTS_FILE
+from .report import describe_data, describe_filter
 
 logger = logging.getLogger("hf_transfer")
 
 META_FILE = "hf_transfer.json"  # the same name as saving.META_FILE (not imported: no cycle)
-RESULTS_FILE = "results.json"
 CARD_FILE = "README.md"
 DEFAULT_COMMIT_MESSAGE = "Upload text classifier trained with hf_transfer"
 # Eval-matrix rows reported as model-index metrics.
@@ -142,9 +143,9 @@ def locate_model(path: Union[str, Path]) -> tuple[Path, Optional[Path]]:
     path = Path(path)
     if (path / META_FILE).is_file():
         model_dir = path
-        results = path.parent / RESULTS_FILE if path.name == "model" else None
-    elif (path / "model" / META_FILE).is_file():
-        model_dir, results = path / "model", path / RESULTS_FILE
+        results = path.parent / RESULTS_FILE if path.name == MODEL_DIR else None
+    elif (path / MODEL_DIR / META_FILE).is_file():
+        model_dir, results = path / MODEL_DIR, path / RESULTS_FILE
     else:
         raise ConfigError(
             f"{str(path)!r} is neither a finished run folder (with model/{META_FILE}) nor a saved "
@@ -353,24 +354,6 @@ def _is_hub_id(value) -> bool:
             and REPO_ID_PATTERN.fullmatch(value if "/" in value else f"x/{value}") is not None)
 
 
-def _describe_data(spec: Optional[dict]) -> str:
-    if not spec:
-        return "unknown data"
-    if spec.get("hub_id"):
-        text = f"Hub dataset `{spec['hub_id']}`" + (f" ({spec['hub_config']})" if spec.get("hub_config") else "")
-    elif spec.get("builtin"):
-        text = f"built-in `{spec['builtin']}`"
-    else:
-        text = "local files"
-    if spec.get("filter"):
-        text += ", " + _describe_filter(spec)
-    return text
-
-
-def _describe_filter(spec: dict) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in (spec.get("filter") or {}).items())
-
-
 def _eval_results(results: dict, data: dict) -> list:
     from huggingface_hub import EvalResult
 
@@ -382,7 +365,7 @@ def _eval_results(results: dict, data: dict) -> list:
         role = name.split("/")[0]
         spec = data.get(role) or {}
         kind = spec.get("hub_id") or (f"builtin:{spec['builtin']}" if spec.get("builtin") else "local-files")
-        subset = "; ".join(x for x in (spec.get("hub_config"), _describe_filter(spec)) if x) or None
+        subset = "; ".join(x for x in (spec.get("hub_config"), describe_filter(spec)) if x) or None
         datasets[role] = [kind, subset, spec]
     if len({(kind, subset) for kind, subset, _ in datasets.values()}) < len(datasets):
         for role, entry in datasets.items():
@@ -392,7 +375,7 @@ def _eval_results(results: dict, data: dict) -> list:
         role, split = name.split("/")
         kind, subset, spec = datasets[role]
         common = dict(task_type="text-classification", task_name="Text Classification",
-                      dataset_type=kind, dataset_name=f"{role} ({_describe_data(spec)})",
+                      dataset_type=kind, dataset_name=f"{role} ({describe_data(spec)})",
                       dataset_config=subset, dataset_split=split)
         out.append(EvalResult(metric_type="accuracy", metric_name=f"{role} accuracy",
                               metric_value=round(float(row["accuracy"]), 4), **common))
@@ -414,8 +397,8 @@ def _summary(meta: dict, results: dict, hub_base, base_model, is_adapter: bool) 
     lines.append(f"Labels: {labels}.")
     data = (results.get("config") or {}).get("data") or {}
     if data:
-        lines.append(f"Source data: {_describe_data(data.get('source'))}; target data: "
-                     f"{_describe_data(data.get('target'))}.")
+        lines.append(f"Source data: {describe_data(data.get('source'))}; target data: "
+                     f"{describe_data(data.get('target'))}.")
     lines.append(f"Trained with hf_transfer {meta.get('hf_transfer_version', '?')}.")
     return "\n".join(lines)
 
@@ -425,7 +408,7 @@ def _eval_section(results: dict, data: dict) -> str:
     for split, m in results["eval_matrix"].items():
         rows.append(f"| {split} | {m.get('n', '')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
     return ("## Evaluation\n\nThe final model on every evaluation split (`source` = "
-            f"{_describe_data(data.get('source'))}, `target` = {_describe_data(data.get('target'))}):"
+            f"{describe_data(data.get('source'))}, `target` = {describe_data(data.get('target'))}):"
             "\n\n" + "\n".join(rows))
 
 

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import HfTransferError
+from .layout import FIGURES_DIR, REPORT_FILE, RunLayout
 
 logger = logging.getLogger("hf_transfer")
 
-REPORT_FILE = "report.md"
-FIGURES_DIR = "report"
 MATPLOTLIB_HINT = ("matplotlib is not installed, so the report has no figures: "
                    "pip install 'hf-transfer-recipes[report]' (or `pip install matplotlib`)")
 _ARM_COLOURS = {"transfer": "#1f77b4", "target_only": "#ff7f0e", "source_only": "#2ca02c"}
@@ -52,7 +51,7 @@ def _figure_api():
 
 
 def load_results(run_dir) -> dict:
-    path = Path(run_dir) / "results.json"
+    path = RunLayout(run_dir).results
     if not path.is_file():
         raise ReportError(f"{str(run_dir)!r} is not a finished run folder: it has no results.json.")
     try:
@@ -125,20 +124,25 @@ def render_markdown(results: dict, figures: dict, figures_missing: bool = False,
     return "\n\n".join(sections) + "\n"
 
 
-def _describe_data(spec: Optional[dict]) -> str:
+def describe_data(spec: Optional[dict]) -> str:
+    """One phrase for a dataset section of the configuration (report and model card alike)."""
     if not spec:
-        return "—"
+        return "unknown data"
     if spec.get("builtin"):
         text = f"built-in `{spec['builtin']}`"
     elif spec.get("hub_id"):
-        text = f"Hub `{spec['hub_id']}`"
+        text = f"Hub dataset `{spec['hub_id']}`" + (f" ({spec['hub_config']})" if spec.get("hub_config") else "")
     else:
         text = "local files"
     if spec.get("filter"):
-        text += " (" + ", ".join(f"{k} = {v}" for k, v in spec["filter"].items()) + ")"
+        text += " (" + describe_filter(spec) + ")"
     if spec.get("k_shot"):
         text += f", {spec['k_shot']} per class"
     return text
+
+
+def describe_filter(spec: dict) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in (spec.get("filter") or {}).items())
 
 
 def _what_ran(results: dict, config: dict) -> str:
@@ -147,10 +151,10 @@ def _what_ran(results: dict, config: dict) -> str:
     data = config.get("data") or {}
     seed = (config.get("training") or {}).get("seed")
     source_model = (config.get("strategy") or {}).get("source_model")
-    source = f"the classifier `{source_model}`" if source_model else _describe_data(data.get("source"))
+    source = f"the classifier `{source_model}`" if source_model else describe_data(data.get("source"))
     lines = [f"Scenario `{results.get('scenario')}`, strategy `{results.get('strategy')}`, encoder "
              f"`{model}`, tuning `{tuning}`, seed {seed}.",
-             f"Source: {source}. Target: {_describe_data(data.get('target'))}.",
+             f"Source: {source}. Target: {describe_data(data.get('target'))}.",
              f"Labels: {', '.join(f'`{x}`' for x in results.get('labels', []))}. "
              f"hf_transfer {results.get('hf_transfer_version', '?')}."]
     timings = results.get("timings") or {}

@@ -9,6 +9,7 @@ exactly the classifier that was trained (same logits) with its label names.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -63,6 +64,14 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
 
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+def standalone_classifier(model, why: str):
+    """A LoRA classifier with its adapter folded in, for saving when the adapter's base exists
+    only in this run and could not be loaded again (``why`` says which base, for the log)."""
+    logging.getLogger("hf_transfer").info(
+        "Saving a standalone classifier: the LoRA adapter is merged, because %s.", why)
+    return model.merge_and_unload()
 
 
 @dataclass

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hf_transfer import LabelSpaceRecipe
-from hf_transfer.recipes import run_from_command_line
+from hf_transfer.run import run_from_command_line
 
 if __name__ == "__main__":
     default = Path(__file__).parent / "configs" / "label_space.yaml"

@@ -163,10 +163,10 @@ def test_l2sp_with_lora_penalises_the_adapter_delta(source_classifier):
 
 @pytest.mark.parametrize("change, message", [
     ({"strategy.name": "l2sp", "strategy.l2sp_alpha": 0}, "needs a positive strength"),
-    ({"strategy.l2sp_alpha": -1}, "`strategy.l2sp_alpha` is -1"),
+    ({"strategy.name": "l2sp", "strategy.l2sp_alpha": -1}, "`strategy.l2sp_alpha` is -1"),
     ({"strategy.name": "l2sp", "tuning.method": "frozen"}, "nothing to pull toward the source"),
     ({"strategy.name": "dann"}, "choose one of finetune, l2sp"),
-    ({"strategy.label_map": {"a": "b"}}, "only by the `label_map` strategy"),
+    ({"strategy.label_map": {"a": "b"}}, "`strategy.label_map` is a setting of `label_map`"),
 ])
 def test_config_errors(cs_overrides, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -118,7 +118,7 @@ def test_results_and_trackers_get_the_redacted_config(tmp_path):
     assert token not in repr(dumped) and "abc" not in repr(dumped)
     assert config.model.revision == token  # the object itself keeps the real value
 
-    from hf_transfer.recipes.base import _flat_config
+    from hf_transfer.run.results import flat_config as _flat_config
 
     assert token not in repr(_flat_config(dumped))
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import launch, overrides_to_args
 from hf_transfer import DomainAdaptationRecipe, load_classifier, load_config
 from hf_transfer.config import load_config as load_config_checked
-from hf_transfer.dann import DomainAdversarialModel, dann_lambda, reverse_gradient
+from hf_transfer.strategies.dann import DomainAdversarialModel, dann_lambda, reverse_gradient
 from hf_transfer.data.loading import load_splits
 from hf_transfer.errors import ConfigError
 
@@ -107,7 +107,7 @@ def test_discriminator_gradient_reaches_the_encoder_reversed(tiny_model):
 ])
 def test_strategy_config_errors_name_the_field_and_come_before_any_model(tiny_overrides, monkeypatch,
                                                                       overrides, message):
-    import hf_transfer.recipes.base as base
+    import hf_transfer.run.pipeline as base
 
     monkeypatch.setattr(base, "load_classifier_model", lambda *a, **k: pytest.fail("model loaded"))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -115,10 +115,12 @@ def test_strategy_config_errors_name_the_field_and_come_before_any_model(tiny_ov
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"strategy.mlm_probability": 1.5}, "`strategy.mlm_probability` is 1.5"),
-    ({"strategy.dann_weight": -1}, "`strategy.dann_weight` is -1"),
-    ({"strategy.discriminator_hidden": 0}, "`strategy.discriminator_hidden` is 0"),
-    ({"strategy.mlm_num_epochs": 0}, "`strategy.mlm_num_epochs` is 0"),
+    ({"strategy.name": "tapt", "strategy.mlm_probability": 1.5}, "`strategy.mlm_probability` is 1.5"),
+    ({"strategy.name": "dann", "strategy.dann_weight": -1}, "`strategy.dann_weight` is -1"),
+    ({"strategy.name": "dann", "strategy.discriminator_hidden": 0}, "`strategy.discriminator_hidden` is 0"),
+    ({"strategy.name": "dapt", "strategy.mlm_num_epochs": 0}, "`strategy.mlm_num_epochs` is 0"),
+    # A strategy's own setting under another strategy is named, with its owner.
+    ({"strategy.dann_weight": 0.5}, "`strategy.dann_weight` is a setting of `dann`, but `strategy.name` is 'source_only'"),
     ({"data.unlabeled.builtin": "tweets", "data.unlabeled.k_shot": 3}, "`data.unlabeled.k_shot` is set"),
 ])
 def test_new_fields_are_validated(overrides, message):
@@ -147,7 +149,8 @@ def test_tapt_lowers_the_masked_lm_loss_and_its_encoder_is_reusable(tiny_overrid
     # classification stage exactly (same seed: same head, same batches).
     encoder = tmp_path / "run" / "mlm_encoder"
     assert json.loads((encoder / "config.json").read_text())["architectures"] == ["BertModel"]
-    _, again = _run({**overrides, "strategy.name": "source_only", "model.name_or_path": str(encoder),
+    plain = {k: v for k, v in overrides.items() if not k.startswith("strategy.mlm_")}  # tapt's own
+    _, again = _run({**plain, "strategy.name": "source_only", "model.name_or_path": str(encoder),
                      "output.dir": str(tmp_path / "from_encoder")})
     assert again["eval_matrix"] == results["eval_matrix"]
     assert _stage_trace(again) == _stage_trace(results)[1:]
@@ -178,7 +181,7 @@ def test_dapt_pretrains_on_the_corpus_text_never_on_target_evaluation_text(tiny_
     corpus.write_text("body\n" + "\n".join(f'"{t}"' for t in texts) + "\n")
     recipe, results = _run({**tiny_overrides, "strategy.name": "dapt", "training.num_epochs": 1,
                             "data.unlabeled": {"files": {"train": str(corpus)}, "text_column": "body"}})
-    trained_on = set(recipe.unlabeled["train"]["text"])
+    trained_on = set(recipe.strategy.unlabeled["train"]["text"])
     assert not trained_on & held_out
     assert results["masked_lm"]["texts"]["train"] == len(set(texts) - held_out) == len(trained_on)
     assert results["masked_lm"]["loss_after"] < results["masked_lm"]["loss_before"]
@@ -225,7 +228,7 @@ def test_target_labels_never_reach_training(tiny_overrides, tiny_data, tmp_path,
         recipe, results = _run({**tiny_overrides, "strategy.name": strategy, "tuning.method": "full",
                                 "training.num_epochs": 1, "data.target": {"files": files},
                                 "output.dir": str(tmp_path / variant)})
-        for name, split in recipe.unlabeled.items():
+        for name, split in recipe.strategy.unlabeled.items():
             assert "label" not in split.column_names and "labels" not in split.column_names, name
         outcomes[variant] = (_stage_trace(results), recipe.model.state_dict())
     assert outcomes["corrupt"][0] == outcomes["true"][0]

@@ -14,7 +14,7 @@ from hf_transfer import LabelSpaceRecipe, load_classifier, load_config
 from hf_transfer.config import ModelConfig, TuningConfig
 from hf_transfer.data.labels import LabelSpace
 from hf_transfer.errors import ConfigError, DataError
-from hf_transfer.recipes.base import RunData
+from hf_transfer.run import RunData
 from hf_transfer.source_model import (describe_source, load_source_model, output_layer_name,
                                       with_new_head)
 from hf_transfer.tuning import apply_tuning
@@ -193,7 +193,7 @@ def test_a_plain_encoder_as_source_is_the_no_transfer_baseline(ls_overrides, tin
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"strategy.label_map": {"meh": "neutral"}}, "only by the `label_map` strategy"),
+    ({"strategy.label_map": {"meh": "neutral"}}, "`strategy.label_map` is a setting of `label_map`, but"),
     ({"strategy.name": "lp_ft", "tuning.method": "frozen"}, "the probe already trains the head"),
     ({"strategy.source_model": None, "strategy.select_on": "target"}, "can only select on `source`"),
     ({"strategy.source_model": None, "strategy.evaluate_source": False}, "`strategy.evaluate_source` is false"),
@@ -205,7 +205,7 @@ def test_config_errors_before_anything_loads(ls_overrides, change, message):
 
 
 def _fails_before_weights(monkeypatch):
-    import hf_transfer.recipes.source_transfer as st
+    import hf_transfer.scenarios.source_transfer as st
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights must not load before the problem is reported")

@@ -155,7 +155,7 @@ def test_unknown_strategy_fails_before_anything_loads(tiny_overrides):
 
 
 def test_target_label_outside_source_space_fails_before_the_model_loads(tiny_overrides, monkeypatch):
-    import hf_transfer.recipes.base as base
+    import hf_transfer.run.pipeline as base
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not load before data problems are reported")

@@ -59,7 +59,7 @@ def _nan_overrides(tiny_overrides, **extra) -> dict:
 
 def test_nonfinite_stop_names_stage_and_step_and_keeps_the_last_good_checkpoint(
         tiny_overrides, tmp_path, monkeypatch):
-    import hf_transfer.recipes.base as base
+    import hf_transfer.run.pipeline as base
 
     monkeypatch.setattr(base, "load_classifier_model", poisoning_loader({7}))
     config = load_config(overrides=_nan_overrides(tiny_overrides))
@@ -75,7 +75,7 @@ def test_nonfinite_stop_names_stage_and_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_nonfinite_skip_drops_the_update_and_counts_it(tiny_overrides, tmp_path, monkeypatch):
-    import hf_transfer.recipes.base as base
+    import hf_transfer.run.pipeline as base
 
     # Micro-batch 7 with 2 per update: update 4 is dropped as a whole.
     monkeypatch.setattr(base, "load_classifier_model", poisoning_loader({7}))
@@ -96,7 +96,7 @@ def test_nonfinite_skip_drops_the_update_and_counts_it(tiny_overrides, tmp_path,
 
 
 def test_skip_gives_up_when_every_update_is_non_finite(tiny_overrides, monkeypatch):
-    import hf_transfer.recipes.base as base
+    import hf_transfer.run.pipeline as base
 
     monkeypatch.setattr(base, "load_classifier_model", poisoning_loader("all"))
     overrides = _nan_overrides(tiny_overrides, **{"training.on_nonfinite": "skip"})

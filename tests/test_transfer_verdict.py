@@ -8,8 +8,8 @@ import pytest
 
 from conftest import launch, overrides_to_args
 from hf_transfer import DomainAdaptationRecipe, LabelSpaceRecipe, load_config
-from hf_transfer.baselines import (NEGATIVE, NEGLIGIBLE, POSITIVE, comparison_plan, judge,
-                                   transfer_section)
+from hf_transfer.baselines import (NEGATIVE, NEGLIGIBLE, POSITIVE, judge, transfer_section)
+from hf_transfer.run.comparison import comparison_plan
 from hf_transfer.cli import main as cli
 from hf_transfer.errors import ConfigError
 from hf_transfer.hub import build_model_card

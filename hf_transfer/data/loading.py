@@ -430,3 +430,11 @@ def _indices_by_label(labels: list) -> dict:
 
 def label_counts(split: datasets.Dataset) -> dict[str, int]:
     return dict(sorted(Counter(split["label"]).items()))
+
+
+def split_sizes(**roles: datasets.DatasetDict) -> dict:
+    """Rows and label counts of every split of each role (``source=..., target=...``), for
+    results.json; a role without splits is left out."""
+    return {role: {"splits": {k: len(v) for k, v in dd.items()},
+                   "label_counts": {k: label_counts(v) for k, v in dd.items()}}
+            for role, dd in roles.items() if len(dd)}

@@ -157,7 +157,8 @@ def run_label_space(args, paths, sources, variant, k, seed, root) -> dict:
         # About four evaluations (and checkpoints) per stage: selection is cheap next to training.
         "training.eval_strategy": "steps", "training.eval_steps": max(1, -(-train_rows // 16) * epochs // 4),
         "strategy.target_num_epochs": epochs, "strategy.target_learning_rate": 1e-4,
-        "strategy.probe_num_epochs": 10, "strategy.probe_learning_rate": 1e-3,
+        # Each strategy reads only its own settings.
+        **({"strategy.probe_num_epochs": 10, "strategy.probe_learning_rate": 1e-3} if strategy == "lp_ft" else {}),
     }
     return run_recipe(LabelSpaceRecipe, overrides)
 
@@ -173,7 +174,8 @@ def run_conditional_shift(args, paths, sources, strategy, seed, root) -> dict:
         "data.target": {**data, "max_train_samples": args.cs_train},
         "strategy.name": strategy, "strategy.source_model": sources["bbc_old"]["model"],
         "strategy.target_num_epochs": 2, "strategy.target_learning_rate": 1e-4,
-        "strategy.l2sp_alpha": args.l2sp_alpha, "training.batch_size": 32,
+        "training.batch_size": 32,
+        **({"strategy.l2sp_alpha": args.l2sp_alpha} if strategy == "l2sp" else {}),
     }
     return run_recipe(ConditionalShiftRecipe, overrides)
 

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-import hf_transfer.recipes.base as base
+import hf_transfer.run.pipeline as base
 
 
 def poison(model, calls="all"):
@@ -42,7 +42,7 @@ def poisoning_loader(calls):
 
 def main() -> int:
     from hf_transfer import DomainAdaptationRecipe
-    from hf_transfer.recipes import run_from_command_line
+    from hf_transfer.run import run_from_command_line
 
     rank, _, calls = os.environ.get("HF_TRANSFER_TEST_NAN", "").partition(":")
     if rank in ("*", os.environ.get("RANK", "0")) and calls:

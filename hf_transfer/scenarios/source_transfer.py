@@ -1,14 +1,16 @@
-"""The run shared by recipes that start from a source *classifier* and adapt it.
+"""The base of the scenarios that start from a source *classifier* and adapt it (label space,
+conditional shift).
 
 ``strategy.source_model`` names the source classifier: a folder saved by hf_transfer (a full
 model, or a LoRA adapter, merged into its base first), or any transformers sequence
 classifier (Hub id or folder). When it is null, the run first trains one: stage ``source``
 on ``data.source``, from ``model.name_or_path`` with ``tuning.method`` (as the
-domain-adaptation recipe does); a LoRA adapter is then merged, so the target phase always
-starts from a plain classifier whose encoder carries what the source training learned.
+domain-adaptation recipe does); a LoRA adapter is then merged, so the target stages always
+start from a plain classifier whose encoder carries what the source training learned.
 
-Phases: source classifier -> evaluate it as it is -> build the target model (subclass) ->
-the target stages (subclass) -> final evaluation, results.json, model.
+:meth:`SourceTransferRecipe.start_model`: the source classifier (trained here, or loaded) ->
+evaluated as it is (:meth:`before_adaptation`) -> the target model (:meth:`target_model`).
+The strategy's stages then train it, each with the tuning method the strategy gives it.
 
 The saved model: with LoRA, an adapter when its base can be loaded again (a Hub id or a
 folder: ``strategy.source_model`` when it is a full model), else the adapter is merged and a
@@ -19,33 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Optional
 
 import datasets
 import torch
 from accelerate.utils import set_seed
 
-from ..config import ModelConfig, TuningConfig
+from ..config import ModelConfig
 from ..data.labels import LabelSpace
-from ..data.loading import label_counts, load_splits
-from ..engine import Engine, Stage, StageResult, resume_plan, unwrap
+from ..data.loading import load_splits, split_sizes
+from ..data.tokenize import tokenize
+from ..engine import Engine, Stage, unwrap
 from ..errors import ConfigError, DataError
-from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
-from ..saving import save_classifier
+from ..modeling import describe_model, load_classifier_model
+from ..run.pipeline import TARGET_ONLY, Recipe, RunData
+from ..saving import save_classifier, standalone_classifier
 from ..source_model import SourceInfo, SourceModel, describe_source, load_source_model, source_from_trained
-from ..tuning import apply_tuning, check_tuning
-from .base import Recipe, RunData, _flat_config
+from ..tuning import apply_tuning
 
 logger = logging.getLogger("hf_transfer")
-
-
-@dataclasses.dataclass
-class Phase:
-    """A target-phase stage and the tuning method its model trains with."""
-
-    stage: Stage
-    tuning: TuningConfig
 
 
 class SourceTransferRecipe(Recipe):
@@ -53,30 +47,39 @@ class SourceTransferRecipe(Recipe):
 
     # The source classifier cannot predict the target's labels (label space), or is already
     # reported as it is (`no_adaptation`, conditional shift): only target_only is a nested run.
-    baseline_choices = ("target_only",)
+    baseline_choices = (TARGET_ONLY,)
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, arm=None):
         self.source_info: Optional[SourceInfo] = None
         self.source_labels: Optional[LabelSpace] = None  # the source classifier's labels
+        self.source: Optional[SourceModel] = None  # the source classifier (its model freed once used)
+        self.new_modules: list[str] = []  # modules of the target model the source lacked
+        super().__init__(config, arm)
 
     # --- configuration ----------------------------------------------------------------------
 
     def config_problems(self) -> list[str]:
         s = self.config.strategy
-        out = []
         if s.source_model is None and not s.evaluate_source:
-            out.append("`strategy.evaluate_source` is false but `strategy.source_model` is not set: "
-                       "the source stage trains and selects on `data.source`. Name a source "
-                       "classifier, or set `evaluate_source` true.")
-        if s.label_map and s.name != "label_map":
-            out.append(f"`strategy.label_map` is set but `strategy.name` is {s.name!r}: the mapping "
-                       "is used only by the `label_map` strategy.")
-        return out
+            return ["`strategy.evaluate_source` is false but `strategy.source_model` is not set: "
+                    "the source stage trains and selects on `data.source`. Name a source "
+                    "classifier, or set `evaluate_source` true."]
+        return []
+
+    def strategy_of_arm(self, transfer):
+        # The target-only baseline runs the strategy's own stages, from the pretrained encoder.
+        return transfer
 
     @property
     def trains_source(self) -> bool:
         return self.config.strategy.source_model is None
+
+    def scenario_stage_names(self) -> list[str]:
+        return ["source"] if self.trains_source and self.arm != TARGET_ONLY else []
+
+    def needs_unsharded(self) -> bool:
+        # Between stages the source classifier's adapter is merged and its head replaced.
+        return self.trains_source or super().needs_unsharded()
 
     def _source_info(self) -> Optional[SourceInfo]:
         if self.source_info is None and not self.trains_source:
@@ -87,13 +90,17 @@ class SourceTransferRecipe(Recipe):
                                "(`model.text_prefix`).", info.text_prefix, self.config.model.text_prefix)
         return self.source_info
 
-    def _architecture(self) -> ModelConfig:
-        """Where the model's architecture (config.json) and tokenizer come from."""
+    def architecture(self) -> ModelConfig:
         cfg = self.config.model
         info = self._source_info()
         if info is None:
             return cfg
         return dataclasses.replace(cfg, name_or_path=info.architecture, revision=None)
+
+    def tokenizer_config(self) -> ModelConfig:
+        info = self._source_info()
+        path = info.tokenizer if info is not None else self.config.model.name_or_path
+        return dataclasses.replace(self.architecture(), name_or_path=path)
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -101,14 +108,13 @@ class SourceTransferRecipe(Recipe):
         """Load data.source: to train the source stage, or to evaluate the source task."""
         if self.trains_source:
             return True
-        info = self._source_info()
-        return self.config.strategy.evaluate_source and info.labels is not None
+        return self.config.strategy.evaluate_source and self._source_info().labels is not None
 
-    def _load_data(self) -> RunData:
+    def load_data(self) -> RunData:
         cfg = self.config
         seed = cfg.training.seed
         info = self._source_info()
-        if "target_only" in cfg.strategy.baselines and info is not None and info.kind == "classifier":
+        if TARGET_ONLY in cfg.strategy.baselines and info is not None and info.kind == "classifier":
             raise ConfigError(
                 f"`strategy.baselines` has `target_only`, but `strategy.source_model` "
                 f"{info.name_or_path!r} is a transformers classifier whose pretrained encoder is not "
@@ -122,17 +128,14 @@ class SourceTransferRecipe(Recipe):
         source, target = self.align_labels(source, target)
         self.source_labels, labels = self.label_spaces(source, target, info)
         self.check_label_spaces(self.source_labels, labels)
-        sizes = {role: {"splits": {k: len(v) for k, v in dd.items()},
-                        "label_counts": {k: label_counts(v) for k, v in dd.items()}}
-                 for role, dd in (("source", source), ("target", target)) if len(dd)}
-        return RunData(source, target, labels, sizes)
+        return RunData(source, target, labels, split_sizes(source=source, target=target))
 
     def label_spaces(self, source, target, info: Optional[SourceInfo]) -> tuple[Optional[LabelSpace], LabelSpace]:
         """(source classifier's labels or None, the final model's labels)."""
         raise NotImplementedError
 
     def check_label_spaces(self, source: Optional[LabelSpace], target: LabelSpace) -> None:
-        """Hook: more label checks, before any weights load."""
+        """More label checks, before any weights load."""
 
     def _source_space(self, source: datasets.DatasetDict, info: Optional[SourceInfo]) -> Optional[LabelSpace]:
         """The source classifier's labels: the given model's (in its id order), or those of
@@ -153,9 +156,7 @@ class SourceTransferRecipe(Recipe):
                 )
         return space
 
-    def _tokenize(self, raw: RunData, tokenizer) -> RunData:
-        from ..data.tokenize import tokenize
-
+    def tokenize(self, raw: RunData, tokenizer) -> RunData:
         m = self.config.model
 
         def prepare(dd: datasets.DatasetDict, space: LabelSpace) -> datasets.DatasetDict:
@@ -182,52 +183,24 @@ class SourceTransferRecipe(Recipe):
     # --- what subclasses define ------------------------------------------------------------
 
     def target_model(self, source: SourceModel, data: RunData) -> tuple[torch.nn.Module, list[str]]:
-        """The model the target phase starts from and its modules that must be trained/saved."""
-        raise NotImplementedError
-
-    def target_phases(self, data: RunData, source: SourceModel) -> list[Phase]:
-        raise NotImplementedError
-
-    def target_stage_names(self) -> list[str]:
+        """The model the strategy's stages train and its modules the source lacked."""
         raise NotImplementedError
 
     def before_adaptation(self, engine_source: Optional[Engine], engine_target: Engine,
                           source: SourceModel, data: RunData) -> None:
-        """Hook: evaluate the source classifier as it is (results go into extra_results)."""
+        """Evaluate the source classifier as it is (results go into extra_results)."""
 
-    def stages(self, data: RunData) -> list[Stage]:  # the base class's abstract method
-        raise NotImplementedError("SourceTransferRecipe runs its phases in run()")
+    # --- the start model: the source classifier, then the target model ------------------------
 
-    # --- the run ------------------------------------------------------------------------------
-
-    def run(self) -> dict:
-        cfg = self.config
-        started = time.perf_counter()
-        self._check_output_dir()
-        accelerator = self._start()
-        self._check_distributed(accelerator)
-        with accelerator.main_process_first():
-            raw = self._load_data()
-            arch = self._architecture()
-            # Architecture only (meta device): a wrong LoRA target fails before weights load.
-            check_tuning(build_on_meta(arch, len(raw.labels)), cfg.tuning)
-            tokenizer = load_tokenizer(dataclasses.replace(arch, name_or_path=self._tokenizer_path()))
-            data = self._tokenize(raw, tokenizer)
-        trains_source = self.trains_source and self.baseline != "target_only"
-        names = (["source"] if trains_source else []) + self.target_stage_names()
-        plan = resume_plan(self.run_dir, names, cfg.output.resume_from_checkpoint)
-        data_seconds = time.perf_counter() - started
-        if cfg.training.log_with:
-            accelerator.init_trackers(self.scenario, config=_flat_config(cfg.to_dict()))
-        results_of_stages: list[StageResult] = []
-
-        # 1. The source classifier: trained here, or loaded.
+    def start_model(self, engine: Engine, data: RunData, plan: dict):
+        cfg, accelerator = self.config, engine.accelerator
+        results = []
         source_engine = None
         if self.source_labels is not None and self.source_eval_sets(data):
-            source_engine = Engine(accelerator, tokenizer, list(self.source_labels.names), self.run_dir,
-                                   cfg.training.pad_to_multiple_of)
+            source_engine = Engine(accelerator, engine.tokenizer, list(self.source_labels.names),
+                                   self.run_dir, cfg.training.pad_to_multiple_of)
         set_seed(cfg.training.seed)
-        if self.baseline == "target_only":
+        if self.arm == TARGET_ONLY:
             source = self.pretrained_start(data)
         elif self.trains_source:
             model, new_modules = load_classifier_model(cfg.model, list(self.source_labels.names))
@@ -236,7 +209,7 @@ class SourceTransferRecipe(Recipe):
                         cfg.tuning.method, describe_model(model))
             model, result = source_engine.train(self.source_stage(data), model,
                                                 self.source_stage_eval_sets(data), resume=plan["source"])
-            results_of_stages.append(result)
+            results.append(result)
             source = source_from_trained(unwrap(accelerator, model), list(self.source_labels.names),
                                          cfg.model.name_or_path)
             del model
@@ -244,47 +217,21 @@ class SourceTransferRecipe(Recipe):
             source = load_source_model(self.source_info, cfg.model, len(data.labels))
         source.model.to(accelerator.device)
         self.source = source
-
-        # 2. The source classifier as it is.
-        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir,
-                        cfg.training.pad_to_multiple_of)
-        if source_engine is not None:
+        if source_engine is not None:  # tracker steps keep increasing across stages
             engine.global_step_offset = source_engine.global_step_offset
         self.before_adaptation(source_engine, engine, source, data)
-
-        # 3. The target model, 4. its stages.
         set_seed(cfg.training.seed)
-        model, new_modules = self.target_model(source, data)
-        self.new_modules = new_modules
+        model, self.new_modules = self.target_model(source, data)
         source.model = None  # what transfers is in `model` now; free the rest
-        eval_sets = self.eval_sets(data)
-        for phase in self.target_phases(data, source):
-            model = unwrap(accelerator, model)
-            if phase.tuning is not None:
-                model = apply_tuning(model, phase.tuning, new_modules)
-                logger.info("Stage %r, tuning %s: %s", phase.stage.name, phase.tuning.method,
-                            describe_model(model))
-            phase.stage.regularizer = self.regularizer(phase, model)
-            model, result = engine.train(phase.stage, model, eval_sets, resume=plan[phase.stage.name])
-            results_of_stages.append(result)
-        return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
-                            results_of_stages, started, data_seconds)
+        return model, results
 
-    def _check_distributed(self, accelerator) -> None:
-        """Between phases the model is changed in memory (adapter merged, head replaced) and
-        L2-SP reads parameters by name: both need whole, unsharded parameters."""
-        sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
-        if sharded and (self.trains_source or self.config.strategy.name == "l2sp"):
-            raise ConfigError(
-                f"{self.scenario}: training the source stage in the same run, and `l2sp`, are not "
-                f"supported under {accelerator.distributed_type.value} (sharded parameters). Train "
-                "the source classifier in its own run and pass it as `strategy.source_model`, or "
-                "use DDP (`recipes/accelerate/ddp_gpu.yaml`)."
-            )
-
-    def regularizer(self, phase: Phase, model):
-        """Hook: a penalty for the stage's loss (None: none)."""
-        return None
+    def enter_stage(self, engine: Engine, stage: Stage, model: torch.nn.Module) -> torch.nn.Module:
+        """The model unwrapped from the previous stage, tuned as the strategy says."""
+        model = unwrap(engine.accelerator, model)
+        tuning = self.strategy.tuning_for(stage)
+        model = apply_tuning(model, tuning, self.new_modules)
+        logger.info("Stage %r, tuning %s: %s", stage.name, tuning.method, describe_model(model))
+        return model
 
     def pretrained_start(self, data: RunData) -> SourceModel:
         """The target-only baseline's start: the pretrained encoder (``model.name_or_path``, or
@@ -300,10 +247,6 @@ class SourceTransferRecipe(Recipe):
         return SourceModel(model, None, encoder, encoder, new_modules,
                            f"pretrained encoder {encoder} (target-only baseline)")
 
-    def _tokenizer_path(self) -> str:
-        info = self._source_info()
-        return info.tokenizer if info is not None else self.config.model.name_or_path
-
     @torch.no_grad()
     def evaluate_as_is(self, engine: Engine, model: torch.nn.Module, sets: dict) -> dict:
         """The eval matrix of an unprepared model (the source classifier as it is)."""
@@ -317,16 +260,12 @@ class SourceTransferRecipe(Recipe):
     def save_model(self, model, tokenizer, data: RunData, state_dict: Optional[dict]) -> None:
         cfg = self.config
         source = self.source
-        base = source.loadable_base or source.base_model
-        tuning = cfg.tuning.method
         if hasattr(model, "peft_config") and source.loadable_base is None:
-            # The adapter's base (the source classifier) exists only in memory: fold it in.
-            logger.info("Saving a standalone classifier: the LoRA adapter is merged, because its "
-                        "base (the source classifier) is not a model that can be loaded again.")
-            model, state_dict = model.merge_and_unload(), None
-        save_classifier(model, tokenizer, self.run_dir / "model", data.labels.names, base,
-                        cfg.model.max_length, tuning, state_dict=state_dict,
-                        text_prefix=cfg.model.text_prefix)
+            model, state_dict = standalone_classifier(
+                model, "its base (the source classifier) is not a model that can be loaded again"), None
+        save_classifier(model, tokenizer, self.layout.model, data.labels.names,
+                        source.loadable_base or source.base_model, cfg.model.max_length,
+                        cfg.tuning.method, state_dict=state_dict, text_prefix=cfg.model.text_prefix)
 
     def source_report(self) -> dict:
         source = self.source

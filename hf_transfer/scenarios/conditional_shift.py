@@ -4,17 +4,8 @@ Start from a source classifier — ``strategy.source_model`` (a model folder sav
 hf_transfer, or any transformers sequence classifier whose labels are the data's), or, when
 that is null, one trained first on ``data.source`` (stage ``source``) — and continue on
 labelled target data in which the same labels mean something else. The source head is kept
-(same labels); the target stage selects on ``target/validation``.
-
-Strategies
-----------
-``finetune``
-    Plain continued training on the target with ``tuning.method``.
-``l2sp``
-    The same, with the L2-SP penalty alpha/2 * ||w - w_source||^2 (Li et al., ICML 2018;
-    ``strategy.l2sp_alpha``) on the encoder weights that train, pulling them back toward the
-    source classifier's: with LoRA the penalty is on the adapter's weight change B·A·scale.
-    The head is not pulled. The training loss in ``history`` includes the penalty.
+(same labels); the target stage selects on ``target/validation``. Strategies: ``finetune``,
+``l2sp`` (a penalty pulling the weights toward the source classifier's).
 
 ``results.json`` adds ``no_adaptation`` (the source classifier as it is, on every split:
 the baseline), ``forgetting`` (the source task's test scores before and after adaptation
@@ -26,28 +17,19 @@ beside the eval matrix of the final model (source and target splits). Per-group 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..source_model import L2SP, SourceModel
-from ..tuning import head_modules
-from .base import RunData
-from .source_transfer import Phase, SourceTransferRecipe
+from ..run.pipeline import RunData
+from ..source_model import SourceModel
+from .source_transfer import SourceTransferRecipe
 
 REPORTED = ("accuracy", "macro_f1")
 
 
 class ConditionalShiftRecipe(SourceTransferRecipe):
     scenario = "conditional_shift"
-    strategies = ("finetune", "l2sp")
 
-    def config_problems(self) -> list[str]:
-        out = super().config_problems()
-        s = self.config.strategy
-        if s.name == "l2sp" and s.l2sp_alpha <= 0:
-            out.append("`strategy.l2sp_alpha` is 0: `l2sp` needs a positive strength (e.g. 0.1); "
-                       "use `finetune` for no penalty.")
-        if s.name == "l2sp" and self.config.tuning.method == "frozen":
-            out.append("`strategy.name` is `l2sp` but `tuning.method` is `frozen`: no encoder weight "
-                       "trains, so there is nothing to pull toward the source; use full, lora or top_k.")
-        return out
+    def __init__(self, config, arm=None):
+        self.no_adaptation: dict = {}
+        super().__init__(config, arm)
 
     def label_spaces(self, source, target, info):
         if info is not None and info.labels is None:
@@ -67,9 +49,6 @@ class ConditionalShiftRecipe(SourceTransferRecipe):
     def eval_sets(self, data: RunData) -> dict:
         return {**self.source_eval_sets(data), **self.target_eval_sets(data)}
 
-    def target_stage_names(self) -> list[str]:
-        return ["target"]
-
     def before_adaptation(self, engine_source, engine_target, source: SourceModel, data: RunData) -> None:
         self.no_adaptation = self.evaluate_as_is(engine_target, source.model, self.eval_sets(data))
 
@@ -77,24 +56,8 @@ class ConditionalShiftRecipe(SourceTransferRecipe):
         # Same labels: the source classifier itself, head included, continues.
         return source.model, list(source.new_modules)
 
-    def target_phases(self, data: RunData, source: SourceModel) -> list[Phase]:
-        return [Phase(self.target_stage(data), self.config.tuning)]
-
-    def regularizer(self, phase: Phase, model):
-        if self.config.strategy.name != "l2sp":
-            return None
-        inner = model.get_base_model() if hasattr(model, "peft_config") else model
-        exclude = sorted(set(head_modules(inner)) | set(self.new_modules))
-        self.l2sp = L2SP(model, self.config.strategy.l2sp_alpha, exclude)
-        return self.l2sp
-
     def extra_results(self, data: RunData, matrix: dict) -> dict:
-        out = {"no_adaptation": self.no_adaptation,
-               "source_model": self.source_report()}
-        if self.config.strategy.name == "l2sp":
-            out["l2sp"] = {"alpha": self.config.strategy.l2sp_alpha,
-                           "weights_pulled": self.l2sp.num_weights,
-                           "on": "lora_delta" if self.l2sp.lora else "parameters"}
+        out = {"no_adaptation": self.no_adaptation, "source_model": self.source_report()}
         if "source/test" in matrix:
             out["forgetting"] = _compare(self.no_adaptation, matrix, "source/test", "drop")
         out["adaptation"] = _compare(self.no_adaptation, matrix, "target/test", "gain")

@@ -25,7 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .errors import ConfigError
+from ..config import _field
+from ..engine import Stage, unwrap
+from .features import classifier_head, classify_with_features, features_only
+from .registry import StrategyOptions, register_strategy
+from .unlabeled import UnlabeledTargetStrategy
+
 
 
 class GradientReversal(torch.autograd.Function):
@@ -48,20 +53,6 @@ def reverse_gradient(x: torch.Tensor, lambda_: float) -> torch.Tensor:
 def dann_lambda(progress: float, weight: float = 1.0) -> float:
     """The reversal strength at training progress ``progress`` (0..1)."""
     return weight * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
-
-
-def classifier_head(model: nn.Module) -> nn.Module:
-    """The first module of the classification head (its input is the pooled representation):
-    ``pre_classifier`` (DistilBERT) or ``classifier`` (BERT, RoBERTa, ELECTRA, DeBERTa, ...)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for name in ("pre_classifier", "classifier"):
-        head = getattr(base, name, None)
-        if isinstance(head, nn.Module):
-            return head
-    raise ConfigError(
-        f"`dann` needs the classifier's head to read its representation, but this "
-        f"{base.config.model_type} model has no `classifier` module: use another encoder."
-    )
 
 
 class DomainDiscriminator(nn.Sequential):
@@ -93,15 +84,15 @@ class DomainAdversarialModel(nn.Module):
         super().__init__()
         self.classifier = classifier
         self.discriminator = DomainDiscriminator(classifier.config.hidden_size, hidden)
-        classifier_head(classifier)  # fail now, not in the first step
+        classifier_head(classifier, "dann")  # fail now, not in the first step
 
     def forward(self, target_batch: dict = None, grl_lambda: float = 0.0, **batch):
         if target_batch is None:
             return self.classifier(**batch)
         if "labels" in target_batch:
             raise ValueError("DANN target batches must be unlabelled: labels would leak.")
-        source, source_features = self._classify(batch)
-        _, target_features = self._classify(target_batch)
+        source, source_features = classify_with_features(self.classifier, batch, "dann")
+        target_features = features_only(self.classifier, target_batch, "dann")
         features = torch.cat([source_features, target_features])
         domains = torch.cat([features.new_zeros(len(source_features)),
                              features.new_ones(len(target_features))]).float()
@@ -110,21 +101,6 @@ class DomainAdversarialModel(nn.Module):
         return DannOutput(loss=source.loss + domain_loss, logits=source.logits,
                            classification_loss=source.loss.detach(), domain_loss=domain_loss.detach())
 
-    def _classify(self, batch: dict):
-        """The classifier's output and the representation its head read."""
-        seen = []
-
-        def keep_input(module, args, kwargs):
-            seen.append(args[0] if args else next(iter(kwargs.values())))
-
-        handle = classifier_head(self.classifier).register_forward_pre_hook(keep_input, with_kwargs=True)
-        try:
-            output = self.classifier(**batch)
-        finally:
-            handle.remove()
-        features = seen[0]
-        return output, features[:, 0] if features.dim() == 3 else features  # a sequence: its first token
-
 
 def dann_loss(weight: float):
     """A ``Stage.loss_fn`` for :class:`DomainAdversarialModel` with the scheduled lambda."""
@@ -132,3 +108,60 @@ def dann_loss(weight: float):
         return model(**batch, target_batch=target_batch, grl_lambda=dann_lambda(progress, weight)).loss
 
     return loss_fn
+
+
+
+@dataclass
+class DannOptions(StrategyOptions):
+    dann_weight: float = _field(
+        1.0, "`dann`: weight of the adversarial gradient. The reversal layer multiplies the "
+        "discriminator's gradient by -dann_weight * (2 / (1 + exp(-10 p)) - 1), p = the "
+        "fraction of training done (Ganin et al. 2016)."
+    )
+    discriminator_hidden: int = _field(
+        256, "`dann`: hidden units of the domain discriminator (Linear-ReLU-Dropout-Linear)."
+    )
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if self.dann_weight < 0:
+            out.append(f"`{path}.dann_weight` is {self.dann_weight}: use a value of at least 0.")
+        if self.discriminator_hidden < 1:
+            out.append(f"`{path}.discriminator_hidden` is {self.discriminator_hidden}: use at "
+                       "least 1 unit.")
+        return out
+
+
+@register_strategy
+class Dann(UnlabeledTargetStrategy):
+    """One stage on the labelled source with the target's training text (labels dropped)
+    cycled alongside; a domain discriminator on the representation the classifier's head reads,
+    behind a gradient-reversal layer. The saved model is the plain classifier."""
+
+    name = "dann"
+    scenarios = ("domain_adaptation",)
+    summary = "domain-adversarial training: features that confuse a source/target discriminator"
+    options_class = DannOptions
+
+    def load_data(self, raw, meta_model) -> None:
+        classifier_head(meta_model, self.name)  # before any weights load
+        super().load_data(raw, meta_model)
+
+    def stages(self, data) -> list[Stage]:
+        stage = self.recipe.source_stage(data)
+        stage.aux = self.unlabeled["train"]
+        stage.loss_fn = dann_loss(self.options.dann_weight)
+        return [stage]
+
+    def before_stage(self, stage: Stage, model: nn.Module) -> nn.Module:
+        # One module: DDP, the optimizer and the checkpoints see the discriminator too.
+        return DomainAdversarialModel(model, self.options.discriminator_hidden)
+
+    def final_model(self, engine, model: nn.Module) -> nn.Module:
+        return unwrap(engine.accelerator, model).classifier  # the discriminator stays behind
+
+    def results(self) -> dict:
+        o = self.options
+        return {"dann": {"weight": o.dann_weight, "discriminator_hidden": o.discriminator_hidden,
+                         "target_texts": len(self.unlabeled["train"]),
+                         "features": "input of the classifier's head"}}

@@ -1,0 +1,79 @@
+"""The one owner of a run folder's layout: every path a run writes or reads is named here.
+
+    <output.dir>/
+      results.json            the run's results (written last by the main process)
+      model/                  the saved classifier or adapter, tokenizer, labels
+      checkpoints/<stage>/    step_N checkpoints and result.json of each stage
+      logs/                   trackers (tensorboard, ...)
+      baselines/<arm>_seed<N>/  nested runs of the transfer comparison (a run folder each)
+      mlm_encoder/            the encoder adapted by `tapt`/`dapt`
+      report.md, report/      the human-readable report and its figures
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+from .atomic import remove_tree
+
+RESULTS_FILE = "results.json"
+MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+BASELINES_DIR = "baselines"
+MLM_ENCODER_DIR = "mlm_encoder"
+REPORT_FILE = "report.md"
+FIGURES_DIR = "report"
+# What a run writes into its folder; `--output.overwrite` replaces these and nothing else.
+RUN_OUTPUTS = (RESULTS_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR, REPORT_FILE,
+               FIGURES_DIR, MLM_ENCODER_DIR)
+
+
+class RunLayout:
+    """The paths of one run folder."""
+
+    def __init__(self, root: Union[str, Path]):
+        self.root = Path(root)
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def logs(self) -> Path:
+        return self.root / LOGS_DIR
+
+    @property
+    def mlm_encoder(self) -> Path:
+        return self.root / MLM_ENCODER_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_FILE
+
+    @property
+    def figures(self) -> Path:
+        return self.root / FIGURES_DIR
+
+    def baseline_run(self, arm: str, seed: int) -> Path:
+        """The folder of one nested run of the transfer comparison."""
+        return self.root / BASELINES_DIR / f"{arm}_seed{seed}"
+
+    def previous_outputs(self) -> list[str]:
+        """What an earlier run left here (names from RUN_OUTPUTS)."""
+        return [name for name in RUN_OUTPUTS if (self.root / name).exists()]
+
+    def remove_outputs(self) -> None:
+        """Remove an earlier run's outputs, nothing else. Each is renamed away before it is
+        deleted: a kill midway never leaves a half-deleted checkpoint."""
+        for name in RUN_OUTPUTS:
+            remove_tree(self.root / name)

@@ -1,0 +1,425 @@
+"""The one run skeleton every scenario shares.
+
+    Recipe(config).run():
+      check the output folder, start Accelerate (logging, seeds)
+      data:    load_data() -> strategy.load_data() -> tokenize() -> strategy.tokenize()
+               (main process first; labels and architecture checked before any weights load)
+      stages:  strategy.stages(data), the resume plan
+      train:   strategy.train(): start_model(), then for each stage enter_stage(),
+               strategy.before_stage(), the engine
+      finish:  final evaluation, results.json, the saved model, the baseline comparison,
+               report, optional push
+
+A scenario (:mod:`hf_transfer.scenarios`) subclasses :class:`Recipe` and keeps only what is
+scenario-specific: which labels the run uses (:meth:`Recipe.align_labels`,
+:meth:`Recipe.check_labels`), its evaluation sets, the model the strategy's stages start from
+(:meth:`Recipe.start_model`), and its own results. The strategy (:mod:`hf_transfer.strategies`)
+says how to transfer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import datasets
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+
+from ..atomic import write_json
+from ..config import ModelConfig, RunConfig, choice_problem, format_problems, parse_args
+from ..data.labels import LabelSpace
+from ..data.loading import load_splits, split_sizes
+from ..data.tokenize import tokenize
+from ..engine import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
+from ..errors import ConfigError, HfTransferError, Preempted
+from ..hub import push_run_from_config
+from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
+from ..report import write_report_safely
+from ..saving import save_classifier
+from ..strategies import registry
+from ..strategies.base import Strategy
+from ..strategies.baselines import SourceStageOnly, TargetStageOnly
+from ..tuning import apply_tuning, check_tuning
+from ..baselines import NEGATIVE, format_transfer
+from .comparison import run_comparison
+from ..layout import RunLayout
+from .results import confusion_of, flat_config, format_summary, insert_after, one_line, run_results
+
+logger = logging.getLogger("hf_transfer")
+
+# Baselines (`strategy.baselines`): which arm a nested run of the comparison is.
+TARGET_ONLY, SOURCE_ONLY = "target_only", "source_only"
+
+
+@dataclass
+class RunData:
+    """Tokenized source and target splits and the label space they share."""
+
+    source: datasets.DatasetDict
+    target: datasets.DatasetDict
+    labels: LabelSpace
+    sizes: dict
+
+
+class Recipe:
+    """Base of the scenario recipes. A subclass sets ``scenario``; the strategies that declare
+    that scenario (:func:`hf_transfer.strategies.registry.for_scenario`) are the ones it runs.
+
+    ``arm``: None for the run itself; ``"target_only"`` or ``"source_only"`` for a nested
+    baseline run of the transfer comparison (:mod:`hf_transfer.run.baselines`).
+    """
+
+    scenario: ClassVar[str] = ""
+    # Baselines (`strategy.baselines`) this scenario can run.
+    baseline_choices: ClassVar[tuple[str, ...]] = (TARGET_ONLY, SOURCE_ONLY)
+
+    def __init__(self, config: RunConfig, arm: Optional[str] = None):
+        self.config = config
+        self.arm = arm
+        # One message with every problem: the generic settings, the scenario's rules and the
+        # strategy's own.
+        problems = config.problems()
+        if config.strategy.name not in self.strategy_names():
+            problems.append(choice_problem("strategy.name", config.strategy.name, self.strategy_names()))
+            self.strategy = None
+        else:
+            transfer = registry.get(config.strategy.name)(self)
+            problems += self.baseline_problems(transfer) + self.config_problems() + transfer.problems()
+            self.strategy = self.strategy_of_arm(transfer)
+        if problems:
+            raise ConfigError(format_problems(problems))
+        self.layout = RunLayout(config.output.dir)
+        self.run_dir = self.layout.root
+        self.results: Optional[dict] = None
+        self.model: Optional[torch.nn.Module] = None  # the final classifier (unwrapped)
+        # A run inside another (a baseline arm, or the transfer strategy on another seed): no
+        # report, no end_training, a one-line summary. Set by the run that starts it.
+        self.nested = False
+
+    @classmethod
+    def strategy_names(cls) -> tuple[str, ...]:
+        return registry.for_scenario(cls.scenario)
+
+    # --- hooks: what a scenario may change ----------------------------------------------------
+
+    def config_problems(self) -> list[str]:
+        """This scenario's own rules about the configuration (field named, fix given)."""
+        return []
+
+    def strategy_of_arm(self, transfer: Strategy) -> Strategy:
+        """The strategy this run trains with: ``transfer``, or a baseline arm's stages."""
+        if self.arm == SOURCE_ONLY:
+            return SourceStageOnly(self)
+        if self.arm == TARGET_ONLY:
+            return TargetStageOnly(self, transfer)
+        return transfer
+
+    def load_data(self) -> RunData:
+        """The raw (untokenized) splits and the label space; sizes for results.json."""
+        cfg = self.config
+        source = load_splits(cfg.data.source, cfg.training.seed, "source")
+        target = load_splits(cfg.data.target, cfg.training.seed, "target")
+        source, target = self.align_labels(source, target)
+        labels = self.check_labels(source, target)
+        return RunData(source, target, labels, split_sizes(source=source, target=target))
+
+    def align_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict):
+        """Restrict source and target before the label check. Default: unchanged."""
+        return source, target
+
+    def check_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict) -> LabelSpace:
+        """Default: one shared space; target labels must all be source labels."""
+        labels = LabelSpace.from_splits(source)
+        labels.require_covers(target, "data.target")
+        return labels
+
+    def architecture(self) -> ModelConfig:
+        """Where the model's architecture (config.json) comes from."""
+        return self.config.model
+
+    def tokenizer_config(self) -> ModelConfig:
+        """Where the tokenizer comes from."""
+        return self.config.model
+
+    def tokenize(self, raw: RunData, tokenizer) -> RunData:
+        def prepare(dd: datasets.DatasetDict) -> datasets.DatasetDict:
+            # `group` stays: evaluation reports per group; the loaders never feed it to the model.
+            return tokenize(raw.labels.encode(dd), tokenizer, self.config.model.max_length,
+                            self.config.model.text_prefix)
+
+        return RunData(prepare(raw.source), prepare(raw.target), raw.labels, raw.sizes)
+
+    def eval_sets(self, data: RunData) -> dict[str, datasets.Dataset]:
+        """Every split that is not trained on, named ``role/split``."""
+        return {f"{role}/{split}": getattr(data, role)[split]
+                for role in ("source", "target") for split in ("validation", "test")}
+
+    def scenario_stage_names(self) -> list[str]:
+        """Stages the scenario runs itself (in :meth:`start_model`) before the strategy's."""
+        return []
+
+    def start_model(self, engine: Engine, data: RunData, plan: dict):
+        """The model the strategy's stages start from, and the results of any stage run to
+        get it. Default: the pretrained encoder with a fresh head, tuned."""
+        return self.build_classifier(data), []
+
+    def enter_stage(self, engine: Engine, stage: Stage, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as stage ``stage`` trains it. Default: as it is."""
+        return model
+
+    def needs_unsharded(self) -> bool:
+        """Whether this run changes the model in memory between stages (so FSDP/DeepSpeed,
+        which shard parameters, cannot run it)."""
+        return self.strategy.needs_unsharded
+
+    def extra_results(self, data: RunData, matrix: dict) -> dict:
+        """Scenario-specific sections added to results.json."""
+        return {}
+
+    def save_model(self, model, tokenizer, data: RunData, state_dict: Optional[dict]) -> None:
+        """Write the final classifier (main process). ``model`` is unwrapped."""
+        cfg = self.config
+        model, state_dict = self.strategy.model_to_save(model, state_dict)
+        save_classifier(model, tokenizer, self.layout.model, data.labels.names,
+                        cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method,
+                        state_dict=state_dict, text_prefix=cfg.model.text_prefix)
+
+    # --- stages and models the scenarios and strategies share ---------------------------------
+
+    @property
+    def learning_rate(self) -> float:
+        return self.config.training.learning_rate_for(self.config.tuning.method)
+
+    def source_stage(self, data: RunData) -> Stage:
+        """Train on the labelled source; pick the best checkpoint on `strategy.select_on`."""
+        cfg = self.config
+        return Stage(name="source", train=data.source["train"], training=cfg.training,
+                     learning_rate=self.learning_rate, num_epochs=cfg.training.num_epochs,
+                     select_on=f"{cfg.strategy.select_on}/validation")
+
+    def target_stage(self, data: RunData) -> Stage:
+        """Continue on the labelled target training data; select on `target/validation`."""
+        cfg = self.config.strategy
+        return Stage(name="target", train=data.target["train"], training=self.config.training,
+                     learning_rate=cfg.target_learning_rate or self.learning_rate,
+                     num_epochs=cfg.target_num_epochs, select_on="target/validation")
+
+    def build_classifier(self, data: RunData, model_config: Optional[ModelConfig] = None):
+        """The pretrained encoder (``model_config``, default `model`) with a fresh head for the
+        run's labels, tuned by `tuning.method`."""
+        cfg = self.config
+        model_config = model_config or cfg.model
+        # Build the model after seeding, so the new head's initial weights are reproducible.
+        set_seed(cfg.training.seed)
+        model, new_modules = load_classifier_model(model_config, list(data.labels.names))
+        model = apply_tuning(model, cfg.tuning, new_modules)
+        logger.info("Model %s, tuning %s: %s", model_config.name_or_path, cfg.tuning.method,
+                    describe_model(model))
+        return model
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train and evaluate; write ``results.json`` and the model. Returns the results."""
+        cfg = self.config
+        started = time.perf_counter()
+        self._check_output_dir()
+        accelerator = self._start()
+        self._check_distributed(accelerator)
+        with accelerator.main_process_first():
+            data, tokenizer = self._prepare_data()
+        stages = self.strategy.stages(data)
+        plan = resume_plan(self.run_dir, self.scenario_stage_names() + [s.name for s in stages],
+                           cfg.output.resume_from_checkpoint)
+        data_seconds = time.perf_counter() - started
+        if cfg.training.log_with:
+            accelerator.init_trackers(self.scenario, config=flat_config(cfg.to_dict()))
+        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir,
+                        cfg.training.pad_to_multiple_of)
+        eval_sets = self.eval_sets(data)
+        model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)
+        return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
+                            results_of_stages, started, data_seconds)
+
+    def _prepare_data(self):
+        """Data and tokenizer, every check that needs no weights done first."""
+        cfg = self.config
+        raw = self.load_data()
+        # Architecture only (meta device): a wrong LoRA target fails before weights load.
+        meta_model = build_on_meta(self.architecture(), len(raw.labels))
+        self.strategy.load_data(raw, meta_model)
+        check_tuning(meta_model, cfg.tuning)
+        tokenizer = load_tokenizer(self.tokenizer_config())
+        data = self.tokenize(raw, tokenizer)
+        self.strategy.tokenize(tokenizer)
+        return data, tokenizer
+
+    def _start(self) -> Accelerator:
+        """The Accelerator of the run, logging set up, seeds fixed."""
+        cfg = self.config
+        accelerator = make_accelerator(
+            mixed_precision=cfg.training.mixed_precision,
+            log_with=cfg.training.log_with or None,
+            project_dir=str(self.layout.logs),
+            # Shuffling seeded per epoch: resumed runs see the same batches.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                      data_seed=cfg.training.seed),
+        )
+        _setup_logging(accelerator)
+        set_seed(cfg.training.seed)
+        return accelerator
+
+    def _check_distributed(self, accelerator) -> None:
+        sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+        if sharded and self.needs_unsharded():
+            raise ConfigError(
+                f"{self.scenario} / `{self.config.strategy.name}` is not supported under "
+                f"{accelerator.distributed_type.value}: the run changes or wraps the model in memory "
+                "between stages, which needs unsharded parameters. Use DDP "
+                "(`recipes/accelerate/ddp_gpu.yaml`) or one process"
+                + (", or train the source classifier in its own run and pass it as "
+                   "`strategy.source_model`." if "source" in self.scenario_stage_names() else ".")
+            )
+
+    def _finish(self, accelerator, engine: Engine, model, tokenizer, data: RunData,
+                eval_sets: dict, results_of_stages: list[StageResult], started: float,
+                data_seconds: float) -> dict:
+        """Final evaluation, results.json, the saved model, the comparison, the push."""
+        cfg = self.config
+        eval_started = time.perf_counter()
+        # The prepared (DDP/FSDP) model: each process evaluates its shard of every split.
+        matrix = engine.evaluate(model, eval_sets, cfg.training.eval_batch_size)
+        eval_seconds = time.perf_counter() - eval_started
+        # Collective: under FSDP the full weights are gathered before the main process saves.
+        state_dict = full_state_dict(accelerator, model) if cfg.output.save_model else None
+        results = run_results(self, data, matrix, results_of_stages, accelerator, {
+            "data_seconds": round(data_seconds, 3),
+            "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),
+            "final_eval_seconds": round(eval_seconds, 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+            **_peak_memory(accelerator),
+        })
+        confusion = confusion_of(engine.predictions, list(data.labels.names))
+        if confusion is not None:
+            results = insert_after(results, "eval_matrix", "confusion_matrix", confusion)
+        self.model = unwrap(accelerator, model)
+        if accelerator.is_main_process:
+            if cfg.output.save_model:
+                self.save_model(self.model, tokenizer, data, state_dict)
+            write_json(self.layout.results, results)
+            print(format_summary(results) if not self.nested else one_line(self, results))
+        accelerator.wait_for_everyone()
+        self.results = results
+        if not self.nested and cfg.strategy.baselines:
+            results = self._compare(accelerator, results, "confusion_matrix" if confusion else "eval_matrix")
+        if accelerator.is_main_process and cfg.output.report and not self.nested:
+            write_report_safely(self.run_dir, results)
+        if not self.nested:  # it destroys the process group that nested runs still share
+            accelerator.end_training()
+        if cfg.output.push_to_hub and accelerator.is_main_process:  # results.json and model are written
+            push_run_from_config(self.run_dir, cfg.output)
+        return results
+
+    def _compare(self, accelerator, results: dict, after: str) -> dict:
+        """The nested baseline runs (every process takes part), then the verdict."""
+        transfer = run_comparison(self.config, results, self.layout, self.nested_run)
+        results = insert_after(results, after, "transfer", transfer)
+        self.results = results
+        if accelerator.is_main_process:
+            write_json(self.layout.results, results)
+            print(format_transfer(transfer))
+            if transfer["verdict"] == NEGATIVE:
+                logger.warning("NEGATIVE TRANSFER: %s The target-only baseline is better; see %s",
+                               transfer["summary"], self.layout.report)
+        accelerator.wait_for_everyone()
+        return results
+
+    def nested_run(self, config: RunConfig, arm: Optional[str]) -> dict:
+        """Run this scenario with ``config`` as one arm of the comparison (None: the strategy
+        itself on another seed); returns its results."""
+        nested = type(self)(config, arm=arm)
+        nested.nested = True
+        return nested.run()
+
+    def baseline_problems(self, transfer: Strategy) -> list[str]:
+        out = []
+        for name in self.config.strategy.baselines:
+            if name not in self.baseline_choices:
+                out.append(f"`strategy.baselines` has {name!r}, which {type(self).__name__} cannot run: "
+                           f"choose from {', '.join(self.baseline_choices)}.")
+            elif name == SOURCE_ONLY and transfer.source_only:
+                out.append(f"`strategy.baselines` has `source_only`, but strategy {transfer.name!r} already "
+                           "trains on the source only: drop it (the run itself is that baseline).")
+        return out
+
+    # --- steps of the run ---------------------------------------------------------------------
+
+    def _check_output_dir(self) -> None:
+        out = self.config.output
+        previous = self.layout.previous_outputs()
+        if not previous or out.resume_from_checkpoint:
+            if out.resume_from_checkpoint and not self.layout.checkpoints.is_dir():
+                raise ConfigError(
+                    f"`output.resume_from_checkpoint` is set but {str(self.run_dir)!r} has no "
+                    "checkpoints/ folder: check `output.dir`, or drop the option to start anew."
+                )
+            return
+        if not out.overwrite:
+            raise ConfigError(
+                f"`output.dir` {str(self.run_dir)!r} already holds a run ({', '.join(previous)}). "
+                "Pass `--output.overwrite true` to replace it, `--output.resume_from_checkpoint "
+                "latest` to continue it, or choose another `--output.dir`."
+            )
+        self.layout.remove_outputs()
+
+
+def run_from_command_line(recipe_class: type, default_config: Path, description: str,
+                          argv: Optional[list] = None) -> int:
+    """What every script in recipes/ does: parse the command line over the script's default
+    YAML, run the recipe, and turn a user-fixable error into one message and exit code 2
+    (75 after SIGTERM, once a checkpoint is saved: resume with `--output.resume_from_checkpoint
+    latest`)."""
+    try:
+        config = parse_args(argv, default_config=default_config, description=description,
+                            strategies=list(recipe_class.strategy_names()))
+        recipe_class(config).run()
+    except HfTransferError as err:
+        print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+def _peak_memory(accelerator) -> dict:
+    """Peak resident memory of this process (and peak GPU memory on CUDA), in MiB."""
+    import resource
+
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)}
+    if accelerator.device.type == "cuda":
+        out["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**20, 1)
+    return out
+
+
+def _setup_logging(accelerator: Accelerator) -> None:
+    """INFO from hf_transfer on the main process only; libraries stay at warnings."""
+    import transformers
+
+    level = logging.INFO if accelerator.is_main_process else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", level=logging.WARNING)
+    logging.getLogger("hf_transfer").setLevel(level)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()  # our own log lines say what the data steps did
+    # PEFT still calls a transformers API that warns about its own deprecation.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -1,0 +1,39 @@
+"""The stages of a nested baseline run of the transfer comparison (`strategy.baselines`).
+They are not chosen by name: the run picks them for its arm (see
+:meth:`hf_transfer.run.pipeline.Recipe.strategy_of_arm`)."""
+
+from __future__ import annotations
+
+from ..engine import Stage
+from .base import Strategy
+
+
+class SourceStageOnly(Strategy):
+    """``source_only``: the source stage alone."""
+
+    name = "source_only"
+
+    def stages(self, data) -> list[Stage]:
+        return [self.recipe.source_stage(data)]
+
+
+class TargetStageOnly(Strategy):
+    """``target_only``: the labelled target data alone, from the pretrained encoder, as the
+    transfer strategy's stage named ``target`` would train (`strategy.target_num_epochs`,
+    `strategy.target_learning_rate`); when that strategy has no such stage (it never trains on
+    labelled target data) with the source stage's budget (`training.num_epochs`, learning
+    rate) instead."""
+
+    name = "target_only"
+
+    def __init__(self, recipe, transfer: Strategy):
+        super().__init__(recipe)
+        self.transfer = transfer
+
+    def stages(self, data) -> list[Stage]:
+        if self.transfer.target_stage:
+            return [self.recipe.target_stage(data)]
+        cfg = self.config
+        return [Stage(name="target", train=data.target["train"], training=cfg.training,
+                      learning_rate=self.recipe.learning_rate, num_epochs=cfg.training.num_epochs,
+                      select_on="target/validation")]

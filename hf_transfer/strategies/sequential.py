@@ -1,0 +1,34 @@
+"""Inductive transfer: the source stage, then continued training on labelled target examples
+(``data.target.k_shot`` per class when set). The target stage selects on
+``target/validation`` (`strategy.target_num_epochs`, `strategy.target_learning_rate`)."""
+
+from __future__ import annotations
+
+from ..engine import Stage
+from .base import INDUCTIVE, Strategy
+from .registry import register_strategy
+
+
+@register_strategy
+class Sequential(Strategy):
+    name = "sequential"
+    scenarios = ("domain_adaptation",)
+    family = INDUCTIVE
+    summary = "the source stage, then continue on the labelled target examples"
+    target_stage = True
+
+    def stages(self, data) -> list[Stage]:
+        return [self.recipe.source_stage(data), self.recipe.target_stage(data)]
+
+
+@register_strategy
+class FewShot(Sequential):
+    name = "few_shot"
+    scenarios = ("cross_lingual",)
+    summary = "`zero_shot`, then continue on k labelled examples per class in each target language"
+
+    def problems(self) -> list[str]:
+        if self.config.data.target.k_shot is None:
+            return ["`data.target.k_shot` is not set: `few_shot` trains on k labelled examples "
+                    "per class in each target language; set k (e.g. 16)."]
+        return []

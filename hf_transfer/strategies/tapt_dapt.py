@@ -1,0 +1,170 @@
+"""Continued masked-LM pretraining before the classifier (Gururangan et al. 2020).
+
+``tapt`` (task-adaptive): stage ``mlm`` trains the encoder as a masked LM on the target's
+training text, its labels dropped; ``dapt`` (domain-adaptive): on a separate unlabelled corpus,
+``data.unlabeled`` (texts also in the target's validation or test split are dropped). The
+checkpoint with the lowest masked-LM loss on the target's validation text is kept and written
+to ``mlm_encoder/`` as a plain encoder; stage ``source`` then trains a classifier on it.
+
+With LoRA the MLM stage trains adapters (and the masked-LM head), folds them into
+``mlm_encoder/``, then trains fresh adapters for classification; the saved classifier is
+standalone (adapter merged), since its base exists only in the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import datasets
+from accelerate.utils import set_seed
+
+from ..config import _field
+from ..data.unlabeled import load_unlabeled_text
+from ..engine import Stage, unwrap
+from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
+                   save_adapted_encoder)
+from ..modeling import describe_model
+from ..saving import standalone_classifier
+from .base import UNSUPERVISED
+from .registry import StrategyOptions, register_strategy
+from .unlabeled import UnlabeledTargetStrategy
+
+logger = logging.getLogger("hf_transfer")
+
+
+@dataclass
+class MlmOptions(StrategyOptions):
+    mlm_num_epochs: float = _field(
+        1, "`tapt`/`dapt`: epochs of masked-LM training on the unlabelled text before the "
+        "classification stage (fractions allowed)."
+    )
+    mlm_learning_rate: Optional[float] = _field(
+        None, "`tapt`/`dapt`: learning rate of the masked-LM stage; null reuses the "
+        "classification stage's."
+    )
+    mlm_probability: float = _field(
+        0.15, "`tapt`/`dapt`: fraction of tokens masked (of those, 80% become [MASK], 10% a "
+        "random token, 10% stay)."
+    )
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if self.mlm_num_epochs <= 0:
+            out.append(f"`{path}.mlm_num_epochs` is {self.mlm_num_epochs}: use a positive number.")
+        if self.mlm_learning_rate is not None and self.mlm_learning_rate <= 0:
+            out.append(f"`{path}.mlm_learning_rate` must be positive or null.")
+        if not 0 < self.mlm_probability < 1:
+            out.append(f"`{path}.mlm_probability` is {self.mlm_probability}: use a fraction in "
+                       "(0, 1), e.g. 0.15.")
+        return out
+
+
+@register_strategy
+class Tapt(UnlabeledTargetStrategy):
+    name = "tapt"
+    scenarios = ("domain_adaptation",)
+    family = UNSUPERVISED  # then a supervised source stage
+    summary = "masked-LM pretraining on the target's own text, then the source classifier"
+    options_class = MlmOptions
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        self.masked_lm: Optional[MaskedLM] = None
+        self.report: Optional[dict] = None
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        method = self.config.tuning.method
+        if method not in MLM_TUNING:
+            out.append(f"`tuning.method` is {method!r}: the masked-LM stage of `{self.name}` "
+                       f"needs one that changes the encoder: {', '.join(MLM_TUNING)}.")
+        return out
+
+    def load_data(self, raw, meta_model) -> None:
+        check_masked_lm(self.config.model, self.config.tuning)  # architecture, before weights
+        super().load_data(raw, meta_model)
+
+    def tokenize(self, tokenizer) -> None:
+        check_masked_lm(self.config.model, self.config.tuning, tokenizer)
+        self.masked_lm = MaskedLM(tokenizer, self.options.mlm_probability)
+        super().tokenize(tokenizer)
+
+    def stages(self, data) -> list[Stage]:
+        return [self.mlm_stage(), self.recipe.source_stage(data)]
+
+    def mlm_stage(self) -> Stage:
+        """Masked-LM training on the unlabelled text; keep the checkpoint with the lowest
+        masked-LM loss on the target's validation text."""
+        cfg, o = self.config, self.options
+        return Stage(
+            name="mlm", train=self.unlabeled["train"], training=cfg.training,
+            learning_rate=o.mlm_learning_rate or self.recipe.learning_rate, num_epochs=o.mlm_num_epochs,
+            select_on="target/validation:text", loss_fn=self.masked_lm.loss,
+            evaluate_fn=self.masked_lm.evaluator(self.unlabeled["validation"],
+                                                 cfg.training.batch_size, cfg.training.seed),
+            metric_for_best="mlm_loss", greater_is_better=False,
+        )
+
+    def train(self, engine, stages, plan, eval_sets, data):
+        mlm, source = stages
+        encoder, mlm_result = self.adapt_encoder(engine, mlm, plan[mlm.name])
+        # Exactly what a run with `model.name_or_path: <run>/mlm_encoder` starts from.
+        start = dataclasses.replace(self.config.model, name_or_path=str(encoder), revision=None)
+        model, result = engine.train(source, self.recipe.build_classifier(data, start), eval_sets,
+                                     resume=plan[source.name])
+        return model, [mlm_result, result]
+
+    def adapt_encoder(self, engine, stage: Stage, resume) -> tuple[Path, object]:
+        """Run the masked-LM stage; write the adapted encoder to ``mlm_encoder/``."""
+        cfg, acc = self.config, engine.accelerator
+        set_seed(cfg.training.seed)  # the new MLM head's initial weights are reproducible
+        model, new_weights = load_masked_lm(cfg.model)
+        model = apply_mlm_tuning(model, cfg.tuning).to(acc.device)
+        logger.info("Stage 'mlm', tuning %s: %s", cfg.tuning.method, describe_model(model))
+        with acc.autocast():  # the reference: the masked-LM loss before any MLM step
+            before = self.masked_lm.evaluate(engine, model, self.unlabeled["validation"],
+                                             cfg.training.batch_size, cfg.training.seed)
+        model, result = engine.train(stage, model, {}, resume=resume)
+        folder = self.recipe.layout.mlm_encoder
+        if acc.is_main_process:
+            save_adapted_encoder(merged(unwrap(acc, model)), cfg.model, engine.tokenizer, folder)
+        acc.wait_for_everyone()
+        self.report = {
+            "eval_on": stage.select_on, "texts": {k: len(v) for k, v in self.unlabeled.items()},
+            "loss_before": before["mlm_loss"], "loss_after": result.best_metric,
+            "new_head": bool(new_weights), "encoder": str(folder),
+        }
+        return folder, result
+
+    def results(self) -> dict:
+        return {"masked_lm": self.report}
+
+    def model_to_save(self, model, state_dict):
+        if hasattr(model, "peft_config"):
+            return standalone_classifier(model, "its base is the adapted encoder of this run "
+                                                f"({self.recipe.layout.mlm_encoder.name}/)"), None
+        return model, state_dict
+
+
+@register_strategy
+class Dapt(Tapt):
+    name = "dapt"
+    summary = "masked-LM pretraining on an unlabelled corpus (`data.unlabeled`), then the source classifier"
+    uses_unlabeled_corpus = True
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not self.config.data.unlabeled.is_set():
+            out.append("`strategy.name` is `dapt`, which pretrains on an unlabelled corpus, but "
+                       "`data.unlabeled` is not set: name one (e.g. `--data.unlabeled.builtin tweets "
+                       "--data.unlabeled.filter.domain apple`), or use `tapt` (the target's own text).")
+        return out
+
+    def training_text(self, raw) -> datasets.Dataset:
+        # Texts the target is evaluated on are never trained on, not even without labels.
+        evaluation = {t for split in ("validation", "test") for t in raw.target[split]["text"]}
+        return load_unlabeled_text(self.config.data.unlabeled, self.config.training.seed, exclude=evaluation)

@@ -1,0 +1,29 @@
+"""Base of the strategies that adapt a source *classifier* on labelled target data (the
+label-space and conditional-shift scenarios). The scenario brings the source classifier
+(trained in the run or loaded) and builds the target model; the strategy says which stages
+train it, with which tuning method each, and which head rows start from the source head."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..config import TuningConfig
+from ..engine import Stage
+from .base import INDUCTIVE, Strategy
+
+
+class TargetStageStrategy(Strategy):
+    family = INDUCTIVE
+    target_stage = True
+
+    def stages(self, data) -> list[Stage]:
+        return [self.recipe.target_stage(data)]
+
+    def tuning_for(self, stage: Stage) -> TuningConfig:
+        """The tuning method of ``stage`` (applied to the target model before it trains)."""
+        return self.config.tuning
+
+    def head_rows(self, target_labels: list[str], source_labels: Optional[list[str]]) -> Optional[dict]:
+        """{target label: source label} whose rows of a new head start as the source head's
+        rows (None: a fresh head). Called before any weights load."""
+        return None
