@@ -78,6 +78,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
         "domain_adaptation_dapt": {"data.source": source, "data.target": target,
                                    "data.unlabeled": _files(assets["source"])},
         "domain_adaptation_dann": {"data.source": source, "data.target": target},
+        "domain_adaptation_coral": {"data.source": source, "data.target": target},
         "domain_adaptation_baselines": {"data.source": source, "data.target": {**target, "k_shot": 4},
                                         "strategy.baselines": ["target_only", "source_only"]},
         "cross_lingual": {"data.source": _languages(assets, ["en"]),
@@ -104,7 +105,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
 CASES = {
     "domain_adaptation": "domain_adaptation", "domain_adaptation_sequential": "domain_adaptation_sequential",
     "domain_adaptation_tapt": "domain_adaptation_tapt", "domain_adaptation_dapt": "domain_adaptation_dapt",
-    "domain_adaptation_dann": "domain_adaptation_dann",
+    "domain_adaptation_dann": "domain_adaptation_dann", "domain_adaptation_coral": "domain_adaptation_coral",
     "domain_adaptation_baselines": "domain_adaptation_sequential",
     "cross_lingual": "cross_lingual", "cross_lingual_few_shot": "cross_lingual_few_shot",
     "cross_lingual_multi_source": "cross_lingual_multi_source",
