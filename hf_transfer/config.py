@@ -48,7 +48,7 @@ REPO_ID_PATTERN = re.compile(r"(?!.*(--|\.\.))(?=.{3,96}$)[A-Za-z0-9][\w.-]*/[A-
 DEFAULT_LEARNING_RATES = {"full": 3e-5, "top_k": 5e-5, "lora": 5e-4, "frozen": 1e-3}
 
 
-def _field(default: Any, help: str, **kwargs: Any) -> Any:
+def setting(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field that carries its help text (shown by ``--help``)."""
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: _copy(default), metadata={"help": help}, **kwargs)
@@ -61,20 +61,20 @@ def _copy(value: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _field(
+    name_or_path: str = setting(
         "sentence-transformers/all-MiniLM-L6-v2",
         "Hub id or local folder of a pretrained encoder. Known ids that ship inside an installed "
         "Python package (see `hf_transfer.modeling.PACKAGED_MODELS`) load offline from there.",
     )
-    revision: Optional[str] = _field(None, "Hub revision (branch, tag or commit) of the model.")
-    max_length: int = _field(128, "Texts are truncated to this many tokens.")
-    text_prefix: str = _field(
+    revision: Optional[str] = setting(None, "Hub revision (branch, tag or commit) of the model.")
+    max_length: int = setting(128, "Texts are truncated to this many tokens.")
+    text_prefix: str = setting(
         "", "Prepended to every text before tokenizing (e5 models expect `query: `)."
     )
-    trust_remote_code: bool = _field(
+    trust_remote_code: bool = setting(
         False, "Allow code from the model's repository to run. Leave off unless you trust it."
     )
-    allow_pickle: bool = _field(
+    allow_pickle: bool = setting(
         False, "Allow weights in pickle format (`pytorch_model.bin`) when a model has no "
         "safetensors. Unpickling a file can run arbitrary code: turn on only for models you trust."
     )
@@ -90,50 +90,50 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    builtin: Optional[str] = _field(
+    builtin: Optional[str] = setting(
         None, "Name of a dataset built into hf_transfer (`tweets`). Set exactly one of "
         "`builtin`, `hub_id` and `files`."
     )
-    hub_id: Optional[str] = _field(None, "Hub dataset id, loaded with `datasets.load_dataset`.")
-    hub_config: Optional[str] = _field(None, "Configuration (subset) name of the Hub dataset.")
-    files: Optional[dict] = _field(
+    hub_id: Optional[str] = setting(None, "Hub dataset id, loaded with `datasets.load_dataset`.")
+    hub_config: Optional[str] = setting(None, "Configuration (subset) name of the Hub dataset.")
+    files: Optional[dict] = setting(
         None, "Local files by split, e.g. {train: a.csv, test: b.csv}; csv, json/jsonl, parquet."
     )
-    text_column: str = _field("text", "Column holding the document text.")
-    label_column: str = _field("label", "Column holding the label (names or integers).")
-    group_column: Optional[str] = _field(
+    text_column: str = setting("text", "Column holding the document text.")
+    label_column: str = setting("label", "Column holding the label (names or integers).")
+    group_column: Optional[str] = setting(
         None, "Optional column (e.g. `domain`, `language`) reported as extra rows of the eval matrix."
     )
-    filter: Optional[dict] = _field(
+    filter: Optional[dict] = setting(
         None, "Keep only rows whose column equals a value or is in a list, e.g. {domain: airline}."
     )
-    train_split: str = _field("train", "Split used for training.")
-    validation_split: str = _field(
+    train_split: str = setting("train", "Split used for training.")
+    validation_split: str = setting(
         "validation", "Split used for model selection; carved from train when it does not exist."
     )
-    test_split: str = _field("test", "Held-out split; carved from train when it does not exist.")
-    split_key: Optional[str] = _field(
+    test_split: str = setting("test", "Held-out split; carved from train when it does not exist.")
+    split_key: Optional[str] = setting(
         None, "Column whose value decides the carved split (seeded hash) instead of stratified "
         "sampling: rows sharing a key — e.g. translations of one dialog — land in the same split "
         "in source and target alike, so no test item was seen in training in another form."
     )
-    validation_size: float = _field(
+    validation_size: float = setting(
         0.1, "Fraction of train carved out (seeded, stratified) when the validation split is missing."
     )
-    test_size: float = _field(
+    test_size: float = setting(
         0.2, "Fraction of train carved out (seeded, stratified) when the test split is missing."
     )
-    k_shot: Optional[int] = _field(
+    k_shot: Optional[int] = setting(
         None, "Keep only k training examples per class (seeded) — per class and group when "
         "`group_column` is set. Null keeps all."
     )
-    max_train_samples: Optional[int] = _field(
+    max_train_samples: Optional[int] = setting(
         None, "Cap on training examples (seeded, stratified sample). Null keeps all."
     )
-    max_eval_samples: Optional[int] = _field(
+    max_eval_samples: Optional[int] = setting(
         None, "Cap on examples in each evaluation split (seeded, stratified sample)."
     )
-    encoding: str = _field(
+    encoding: str = setting(
         "utf-8", "Text encoding of csv `files` (e.g. latin-1, cp1252); a file that does not "
         "decode is an error, never silently altered. JSON must be UTF-8; parquet has none."
     )
@@ -178,15 +178,15 @@ class DatasetConfig:
 
 @dataclass
 class DataConfig:
-    source: DatasetConfig = _field(
+    source: DatasetConfig = setting(
         DatasetConfig(builtin="tweets", filter={"domain": "airline"}, group_column="domain"),
         "The labelled source dataset.",
     )
-    target: DatasetConfig = _field(
+    target: DatasetConfig = setting(
         DatasetConfig(builtin="tweets", filter={"domain": "apple"}, group_column="domain"),
         "The target dataset; transfer is measured on its test split.",
     )
-    unlabeled: DatasetConfig = _field(
+    unlabeled: DatasetConfig = setting(
         DatasetConfig(), "`dapt`: an unlabelled text corpus for masked-LM pretraining (e.g. "
         "{builtin: tweets, filter: {domain: apple}}). Text only: `text_column`, `filter`, "
         "`train_split` and `max_train_samples` (a seeded random sample) apply; labels are never "
@@ -206,17 +206,17 @@ class DataConfig:
 
 @dataclass
 class TuningConfig:
-    method: str = _field(
+    method: str = setting(
         "lora", "Which parameters train: `full`, `lora` (adapters + head), `frozen` (head only), "
         "`top_k` (last k encoder layers + head)."
     )
-    lora_r: int = _field(8, "LoRA rank.")
-    lora_alpha: int = _field(16, "LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = _field(0.1, "Dropout on the LoRA branch.")
-    lora_target_modules: Optional[list] = _field(
+    lora_r: int = setting(8, "LoRA rank.")
+    lora_alpha: int = setting(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = setting(0.1, "Dropout on the LoRA branch.")
+    lora_target_modules: Optional[list] = setting(
         None, "Module names LoRA wraps; null picks them from the architecture."
     )
-    top_k_layers: int = _field(2, "For `top_k`: how many of the last encoder layers train.")
+    top_k_layers: int = setting(2, "For `top_k`: how many of the last encoder layers train.")
 
     def problems(self, path: str) -> list[str]:
         out = []
@@ -233,41 +233,41 @@ class TuningConfig:
 
 @dataclass
 class TrainingConfig:
-    seed: int = _field(42, "Seed for data sampling, head initialisation, dropout and shuffling.")
-    num_epochs: float = _field(1, "Training epochs (fractions allowed).")
-    max_steps: Optional[int] = _field(None, "Stop after this many optimizer steps (overrides epochs).")
-    batch_size: int = _field(32, "Training batch size per process.")
-    eval_batch_size: int = _field(128, "Evaluation batch size per process.")
-    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.")
-    group_by_length: bool = _field(
+    seed: int = setting(42, "Seed for data sampling, head initialisation, dropout and shuffling.")
+    num_epochs: float = setting(1, "Training epochs (fractions allowed).")
+    max_steps: Optional[int] = setting(None, "Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = setting(32, "Training batch size per process.")
+    eval_batch_size: int = setting(128, "Evaluation batch size per process.")
+    gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.")
+    group_by_length: bool = setting(
         True, "Batch training rows of similar token length (seeded, re-shuffled every epoch): "
         "far less padding on short texts. False: plain random batches.")
-    pad_to_multiple_of: Optional[int] = _field(
+    pad_to_multiple_of: Optional[int] = setting(
         None, "Pad each batch to a multiple of this many tokens (8 suits GPU tensor cores and "
         "`torch.compile`); null pads to the longest row only.")
-    learning_rate: Optional[float] = _field(
+    learning_rate: Optional[float] = setting(
         None, "Peak learning rate; null picks one for the tuning method "
         f"({', '.join(f'{k} {v:g}' for k, v in DEFAULT_LEARNING_RATES.items())})."
     )
-    weight_decay: float = _field(0.01, "AdamW weight decay (not applied to biases and norms).")
-    lr_scheduler: str = _field("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
-    warmup_ratio: float = _field(0.1, "Fraction of optimizer steps spent warming up.")
-    max_grad_norm: Optional[float] = _field(1.0, "Gradient clipping norm; null disables clipping.")
-    eval_strategy: str = _field("epoch", "Evaluate (and checkpoint) every `epoch` or every `eval_steps`.")
-    eval_steps: int = _field(100, "Optimizer steps between evaluations when eval_strategy is `steps`.")
-    metric_for_best: str = _field("macro_f1", "Metric that picks the best checkpoint: accuracy, macro_f1.")
-    early_stopping_patience: Optional[int] = _field(
+    weight_decay: float = setting(0.01, "AdamW weight decay (not applied to biases and norms).")
+    lr_scheduler: str = setting("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
+    warmup_ratio: float = setting(0.1, "Fraction of optimizer steps spent warming up.")
+    max_grad_norm: Optional[float] = setting(1.0, "Gradient clipping norm; null disables clipping.")
+    eval_strategy: str = setting("epoch", "Evaluate (and checkpoint) every `epoch` or every `eval_steps`.")
+    eval_steps: int = setting(100, "Optimizer steps between evaluations when eval_strategy is `steps`.")
+    metric_for_best: str = setting("macro_f1", "Metric that picks the best checkpoint: accuracy, macro_f1.")
+    early_stopping_patience: Optional[int] = setting(
         None, "Stop after this many evaluations without improvement; null never stops early."
     )
-    save_total_limit: int = _field(
+    save_total_limit: int = setting(
         2, "Checkpoints kept on disk per stage (the best one is always kept)."
     )
-    mixed_precision: Optional[str] = _field(
+    mixed_precision: Optional[str] = setting(
         None, "no, fp16 or bf16; null takes it from the accelerate config (`accelerate launch`)."
     )
-    log_with: list = _field([], "Trackers for Accelerate, e.g. [tensorboard].")
-    logging_steps: int = _field(10, "Optimizer steps between training-loss log lines.")
-    on_nonfinite: str = _field(
+    log_with: list = setting([], "Trackers for Accelerate, e.g. [tensorboard].")
+    logging_steps: int = setting(10, "Optimizer steps between training-loss log lines.")
+    on_nonfinite: str = setting(
         "stop", "A NaN/inf loss or gradient: `stop` (error naming the stage and step; the last "
         "checkpoint stays the last good one) or `skip` (drop that optimizer step, count it)."
     )
@@ -306,25 +306,25 @@ class TrainingConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = _field("source_only", "Transfer strategy; the recipe lists the ones it knows.")
-    select_on: str = _field(
+    name: str = setting("source_only", "Transfer strategy; the recipe lists the ones it knows.")
+    select_on: str = setting(
         "source", "Which validation split picks the best checkpoint of the source stage: "
         "`source`, or `target` (uses labelled target data; source-language selection is known "
         "to mislead for other languages)."
     )
-    target_num_epochs: float = _field(
+    target_num_epochs: float = setting(
         10, "`sequential`: epochs on the few labelled target examples after the source stage."
     )
-    target_learning_rate: Optional[float] = _field(
+    target_learning_rate: Optional[float] = setting(
         None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
     )
-    source_model: Optional[str] = _field(
+    source_model: Optional[str] = setting(
         None, "Label-space/conditional-shift recipes: the source classifier to start from — a model "
         "folder saved by hf_transfer (a full model, or a LoRA adapter: merged into its base first) "
         "or any transformers sequence classifier (Hub id or folder). Null: train the source stage "
         "first, from `model.name_or_path` on `data.source`."
     )
-    evaluate_source: bool = _field(
+    evaluate_source: bool = setting(
         True, "Label-space/conditional-shift recipes: evaluate the source task on `data.source` "
         "(its labels must be the source classifier's). False: `data.source` is not loaded when "
         "`source_model` is given (no source rows, no forgetting report)."
@@ -334,14 +334,14 @@ class StrategyConfig:
     # `strategy` (`--strategy.dann_weight 0.5`) and are read once `name` is known.
     options: Any = field(default=None, metadata={"strategy_options": True})
     # --- "when to transfer": baselines run in the same invocation ---
-    baselines: list = _field(
+    baselines: list = setting(
         [], "Baselines trained in the same run, each a nested run in `output.dir/baselines/`: "
         "`target_only` (the same encoder and tuning trained only on the labelled target training "
         "data) and, for recipes whose strategy has a target stage, `source_only`. With "
         "`target_only`, results.json gets a `transfer` section: the gain on `target/test` and a "
         "positive/negligible/negative verdict (see docs/transfer.md)."
     )
-    baseline_seeds: int = _field(
+    baseline_seeds: int = setting(
         1, "Seeds per arm for the baseline comparison: `training.seed`, +1, ... The transfer "
         "strategy itself reruns with the extra seeds too (nested runs, no saved model), so gains "
         "are paired per seed and their spread is measured."
@@ -376,27 +376,27 @@ class StrategyConfig:
 
 @dataclass
 class OutputConfig:
-    dir: str = _field("outputs/domain_adaptation", "Run folder: results.json, model, checkpoints.")
-    overwrite: bool = _field(
+    dir: str = setting("outputs/domain_adaptation", "Run folder: results.json, model, checkpoints.")
+    overwrite: bool = setting(
         False, "Allow writing into a folder that holds a previous run (its files are replaced)."
     )
-    resume_from_checkpoint: Optional[str] = _field(
+    resume_from_checkpoint: Optional[str] = setting(
         None, "`latest` or a checkpoint folder to continue an interrupted run in `dir`."
     )
-    save_model: bool = _field(True, "Save the final classifier (or adapter) with tokenizer and labels.")
-    report: bool = _field(
+    save_model: bool = setting(True, "Save the final classifier (or adapter) with tokenizer and labels.")
+    report: bool = setting(
         True, "Write a human-readable `report.md` with figures in `report/` (eval-matrix heatmap, "
         "learning curves, target-test confusion matrix, baseline comparison) next to results.json. "
         "Figures need matplotlib (`pip install hf-transfer-recipes[report]`)."
     )
-    push_to_hub: bool = _field(
+    push_to_hub: bool = setting(
         False, "After the run, push the model (or adapter), tokenizer, label names, results.json and "
         "a model card to `hub_repo_id` (main process only). The token comes from HF_TOKEN or "
         "`hf auth login`, never from the config."
     )
-    hub_repo_id: Optional[str] = _field(None, "Hub repo to push to, `owner/name`; created if missing.")
-    hub_private: bool = _field(False, "Create the Hub repo as private (an existing repo keeps its visibility).")
-    hub_revision: Optional[str] = _field(None, "Branch to push to (created if missing); null pushes to main.")
+    hub_repo_id: Optional[str] = setting(None, "Hub repo to push to, `owner/name`; created if missing.")
+    hub_private: bool = setting(False, "Create the Hub repo as private (an existing repo keeps its visibility).")
+    hub_revision: Optional[str] = setting(None, "Branch to push to (created if missing); null pushes to main.")
 
     def problems(self, path: str) -> list[str]:
         out = []
@@ -417,14 +417,14 @@ class OutputConfig:
 
 @dataclass
 class RunConfig:
-    model: ModelConfig = _field(ModelConfig(), "The pretrained encoder.")
-    data: DataConfig = _field(DataConfig(), "Source and target datasets.")
-    tuning: TuningConfig = _field(TuningConfig(), "Which parameters train.")
-    training: TrainingConfig = _field(TrainingConfig(), "Optimisation and evaluation.")
+    model: ModelConfig = setting(ModelConfig(), "The pretrained encoder.")
+    data: DataConfig = setting(DataConfig(), "Source and target datasets.")
+    tuning: TuningConfig = setting(TuningConfig(), "Which parameters train.")
+    training: TrainingConfig = setting(TrainingConfig(), "Optimisation and evaluation.")
     # A factory, not an instance: a StrategyConfig reads the strategy registry when built.
     strategy: StrategyConfig = field(default_factory=StrategyConfig,
                                      metadata={"help": "The transfer strategy and its options."})
-    output: OutputConfig = _field(OutputConfig(), "Where results and models go.")
+    output: OutputConfig = setting(OutputConfig(), "Where results and models go.")
 
     def problems(self) -> list[str]:
         out = []
@@ -802,7 +802,8 @@ def format_help(description: str = "", default_config: Optional[Union[str, Path]
         options = defaults.strategy.options if defaults.strategy.name == strategy \
             else registry.options_for(strategy)
         own = dataclasses.fields(options)
-        lines += ["", f"Settings of strategy `{strategy}`:" if own else f"Strategy `{strategy}` has no settings of its own."]
+        lines += ["", f"Strategy `{strategy}`: {registry.get(strategy).summary}."
+                  + ("" if own else " No settings of its own.")]
         for f in own:
             lines.append(f"  --strategy.{f.name}  (default: {redact_secrets(getattr(options, f.name))!r})")
             lines.append(f"      {f.metadata.get('help', '')}")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..config import _field
+from ..config import setting
 from ..engine import Stage, unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
@@ -82,7 +82,7 @@ def coral_step(model, batch: dict, target_batch: dict, progress: float) -> torch
 
 @dataclass
 class CoralOptions(StrategyOptions):
-    coral_weight: float = _field(
+    coral_weight: float = setting(
         1.0, "`coral`: weight of the CORAL loss ||C_s - C_t||^2 / (4 d^2) between the source and "
         "target feature covariances, added to the classification loss (Sun & Saenko 2016)."
     )

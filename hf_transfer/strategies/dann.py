@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..config import _field
+from ..config import setting
 from ..engine import Stage, unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
@@ -113,12 +113,12 @@ def dann_loss(weight: float):
 
 @dataclass
 class DannOptions(StrategyOptions):
-    dann_weight: float = _field(
+    dann_weight: float = setting(
         1.0, "`dann`: weight of the adversarial gradient. The reversal layer multiplies the "
         "discriminator's gradient by -dann_weight * (2 / (1 + exp(-10 p)) - 1), p = the "
         "fraction of training done (Ganin et al. 2016)."
     )
-    discriminator_hidden: int = _field(
+    discriminator_hidden: int = setting(
         256, "`dann`: hidden units of the domain discriminator (Linear-ReLU-Dropout-Linear)."
     )
 

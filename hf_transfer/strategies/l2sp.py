@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import _field
+from ..config import setting
 from ..source_model import L2SP
 from ..tuning import head_modules
 from .finetune import Finetune
@@ -17,7 +17,7 @@ from .registry import StrategyOptions, register_strategy
 
 @dataclass
 class L2spOptions(StrategyOptions):
-    l2sp_alpha: float = _field(
+    l2sp_alpha: float = setting(
         0.1, "`l2sp`: strength alpha of the penalty alpha/2 * ||w - w_source||^2 on the encoder "
         "weights that train (Li et al. 2018 use 0.1)."
     )

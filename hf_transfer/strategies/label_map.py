@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import _field
+from ..config import setting
 from ..source_model import resolve_label_map
 from .new_head import NewHead
 from .registry import StrategyOptions, register_strategy
@@ -15,7 +15,7 @@ from .registry import StrategyOptions, register_strategy
 
 @dataclass
 class LabelMapOptions(StrategyOptions):
-    label_map: Optional[dict] = _field(
+    label_map: Optional[dict] = setting(
         None, "`label_map` strategy: {target_label: source_label}; those rows of the new head "
         "start as the source head's rows (labels with the same name are matched as well)."
     )

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import DEFAULT_LEARNING_RATES, TuningConfig, _field
+from ..config import DEFAULT_LEARNING_RATES, TuningConfig, setting
 from ..engine import Stage
 from .new_head import NewHead
 from .registry import StrategyOptions, register_strategy
@@ -17,10 +17,10 @@ from .registry import StrategyOptions, register_strategy
 
 @dataclass
 class LpFtOptions(StrategyOptions):
-    probe_num_epochs: float = _field(
+    probe_num_epochs: float = setting(
         5, "`lp_ft`: epochs of the linear probe (only the new head trains) before fine-tuning."
     )
-    probe_learning_rate: Optional[float] = _field(
+    probe_learning_rate: Optional[float] = setting(
         None, "`lp_ft`: learning rate of the linear probe; null uses the `frozen` default (1e-3)."
     )
 

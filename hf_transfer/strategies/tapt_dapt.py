@@ -22,7 +22,7 @@ from typing import Optional
 import datasets
 from accelerate.utils import set_seed
 
-from ..config import _field
+from ..config import setting
 from ..data.unlabeled import load_unlabeled_text
 from ..engine import Stage, unwrap
 from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
@@ -38,15 +38,15 @@ logger = logging.getLogger("hf_transfer")
 
 @dataclass
 class MlmOptions(StrategyOptions):
-    mlm_num_epochs: float = _field(
+    mlm_num_epochs: float = setting(
         1, "`tapt`/`dapt`: epochs of masked-LM training on the unlabelled text before the "
         "classification stage (fractions allowed)."
     )
-    mlm_learning_rate: Optional[float] = _field(
+    mlm_learning_rate: Optional[float] = setting(
         None, "`tapt`/`dapt`: learning rate of the masked-LM stage; null reuses the "
         "classification stage's."
     )
-    mlm_probability: float = _field(
+    mlm_probability: float = setting(
         0.15, "`tapt`/`dapt`: fraction of tokens masked (of those, 80% become [MASK], 10% a "
         "random token, 10% stay)."
     )
