@@ -19,7 +19,6 @@ says how to transfer.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import time
