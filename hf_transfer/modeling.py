@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -75,19 +75,29 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
         cfg, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
-    try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(cfg.name_or_path), config=config, revision=cfg.revision,
-            trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
-            # A checkpoint that is already a classifier with another label count gets a new head.
-            ignore_mismatched_sizes=True, **weights_format(cfg.allow_pickle),
-        )
-    except OSError as err:
-        raise weights_error(cfg.name_or_path, err, "`model.allow_pickle`") from err
-    missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
-    new_modules = sorted(_owning_modules(model, missing))
+    model, missing = load_pretrained(
+        AutoModelForSequenceClassification, cfg.name_or_path, cfg, config=config, revision=cfg.revision,
+        # A checkpoint that is already a classifier with another label count gets a new head.
+        ignore_mismatched_sizes=True,
+    )
+    new_modules = sorted(owning_modules(model, missing))
     logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
     return model, new_modules
+
+
+def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: Optional[str] = None,
+                    **kwargs):
+    """``auto_class.from_pretrained(name_or_path, **kwargs)`` by the library's rules: packaged
+    models resolved offline, safetensors only unless `model.allow_pickle`, a clear error naming
+    the model (``shown_as``, default ``name_or_path``) and the option. Returns the model and the
+    names of the weights the checkpoint lacked (missing, or of another shape)."""
+    try:
+        model, info = auto_class.from_pretrained(
+            resolve_model_path(name_or_path), trust_remote_code=cfg.trust_remote_code,
+            output_loading_info=True, **weights_format(cfg.allow_pickle), **kwargs)
+    except OSError as err:
+        raise weights_error(shown_as or name_or_path, err, "`model.allow_pickle`") from err
+    return model, set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
 
 
 def weights_format(allow_pickle: bool) -> dict:
@@ -111,7 +121,7 @@ def weights_error(name_or_path: str, err: Exception, option: str) -> ConfigError
     return ConfigError(f"The weights of {name_or_path!r} could not be loaded: {err}")
 
 
-def _owning_modules(model: torch.nn.Module, keys: set[str]) -> set[str]:
+def owning_modules(model: torch.nn.Module, keys: set[str]) -> set[str]:
     """Map parameter names to the smallest named module ≥ 1 level deep that holds them."""
     names = {name for name, _ in model.named_modules() if name}
     owners = set()

@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from .config import ModelConfig
 from .errors import ConfigError
-from .modeling import _owning_modules, resolve_model_path, weights_error, weights_format
+from .modeling import load_pretrained, owning_modules, resolve_model_path
 from .saving import META_FILE, load_classifier
 from .tuning import head_modules
 
@@ -109,17 +109,10 @@ def load_source_model(info: SourceInfo, model_cfg: ModelConfig, num_labels: int)
         logger.info("Source model %s: a LoRA adapter on %s, merged into its base.",
                     info.name_or_path, info.base_model)
         return SourceModel(model, info.labels, info.base_model, None, [], info.name_or_path)
-    kwargs = dict(trust_remote_code=model_cfg.trust_remote_code, output_loading_info=True,
-                  dtype=torch.float32, **weights_format(model_cfg.allow_pickle))
-    if info.kind == "encoder":
-        kwargs["num_labels"] = num_labels
-    try:
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(info.architecture), **kwargs)
-    except OSError as err:
-        raise weights_error(info.name_or_path, err, "`model.allow_pickle`") from err
-    missing = set(loading.get("missing_keys", [])) | {k for k, *_ in loading.get("mismatched_keys", [])}
-    new_modules = sorted(_owning_modules(model, missing))
+    kwargs = {"num_labels": num_labels} if info.kind == "encoder" else {}
+    model, missing = load_pretrained(AutoModelForSequenceClassification, info.architecture, model_cfg,
+                                     shown_as=info.name_or_path, dtype=torch.float32, **kwargs)
+    new_modules = sorted(owning_modules(model, missing))
     if info.kind == "classifier" and set(head_modules(model)) & set(new_modules):
         raise ConfigError(
             f"`strategy.source_model` {info.name_or_path!r} says it is a sequence classifier but "
