@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Optional
 
 import datasets
 import torch
@@ -32,6 +33,7 @@ from .config import ModelConfig, TuningConfig
 from .data.tokenize import make_loader
 from .errors import ConfigError
 from .modeling import load_model_config, resolve_model_path, weights_error, weights_format
+from .training.loop import evaluation_loader
 from .tuning import check_tuning, head_modules, lora_targets
 
 logger = logging.getLogger(__name__)
@@ -147,32 +149,43 @@ class MaskedLM:
             inputs[r, attention[r]], labels[r, attention[r]] = masked[0], row_labels[0]
         return inputs, labels
 
-    def evaluator(self, split: datasets.Dataset, batch_size: int, seed: int):
+    def evaluator(self, split: datasets.Dataset, batch_size: int, seed: int,
+                  pad_to_multiple_of: Optional[int] = None):
         """A ``Stage.evaluate_fn``: :meth:`evaluate` on ``split``."""
-        return lambda engine, model: self.evaluate(engine, model, split, batch_size, seed)
+        return lambda engine, model: self.evaluate(engine, model, split, batch_size, seed,
+                                                   pad_to_multiple_of)
 
     @torch.no_grad()
-    def evaluate(self, engine, model, split: datasets.Dataset, batch_size: int, seed: int) -> dict:
+    def evaluate(self, engine, model, split: datasets.Dataset, batch_size: int, seed: int,
+                 pad_to_multiple_of: Optional[int] = None) -> dict:
         """``{"mlm_loss", "perplexity"}`` on ``split`` (tokenized text, with ``idx``), each row
-        counted once across processes (a collective: every process calls it)."""
+        counted once across processes (a collective: every process calls it).
+
+        ``pad_to_multiple_of``: batch padding; None takes the engine's evaluation padding
+        (``training.pad_to_multiple_of``, like every other loader of the run). The masks do not
+        depend on it: they are drawn over each row's real tokens only."""
         acc = engine.accelerator
-        loader = acc.prepare(make_loader(split, engine.tokenizer, batch_size, shuffle=False))
-        model.eval()
+        if pad_to_multiple_of is None:
+            pad_to_multiple_of = engine.pad_to_multiple_of
+        batches = make_loader(split, engine.tokenizer, batch_size, shuffle=False,
+                              pad_to_multiple_of=pad_to_multiple_of)
         total, count = 0.0, 0
-        for batch in loader:
-            idx = batch.pop("idx")
-            inputs, labels = self.mask_rows(batch["input_ids"], batch["attention_mask"], idx, seed)
-            device = batch["input_ids"].device
-            logits = model(**{**batch, "input_ids": inputs.to(device)}).logits
-            labels = labels.to(device)
-            token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
-                                         ignore_index=-100, reduction="none").view(labels.shape)
-            # Per row, so that gather_for_metrics can drop the rows DDP repeats.
-            row_loss, row_count = acc.gather_for_metrics(
-                (token_loss.sum(-1), (labels != -100).sum(-1)))
-            total += row_loss.sum().item()
-            count += row_count.sum().item()
-        acc._dataloaders.remove(loader)  # not part of any checkpoint
+        with evaluation_loader(acc, batches) as loader:  # not part of any checkpoint
+            model.eval()
+            for batch in loader:
+                idx = batch.pop("idx")
+                inputs, labels = self.mask_rows(batch["input_ids"], batch["attention_mask"], idx,
+                                                seed)
+                device = batch["input_ids"].device
+                logits = model(**{**batch, "input_ids": inputs.to(device)}).logits
+                labels = labels.to(device)
+                token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
+                                             ignore_index=-100, reduction="none").view(labels.shape)
+                # Per row, so that gather_for_metrics can drop the rows DDP repeats.
+                row_loss, row_count = acc.gather_for_metrics(
+                    (token_loss.sum(-1), (labels != -100).sum(-1)))
+                total += row_loss.sum().item()
+                count += row_count.sum().item()
         loss = total / max(count, 1)
         return {"mlm_loss": round(loss, 6), "perplexity": round(math.exp(min(loss, 50.0)), 4)}
 

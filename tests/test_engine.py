@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hf_transfer.engine import FINISHED, RESULT_FILE, STATE_FILE, list_checkpoints, resume_plan
+from hf_transfer.training import FINISHED, RESULT_FILE, STATE_FILE, list_checkpoints, resume_plan
 from hf_transfer.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_a_compiled_model_unwraps_to_the_plain_module_and_plain_weight_names():
     import torch
     from accelerate import Accelerator
 
-    from hf_transfer.engine import full_state_dict, unwrap
+    from hf_transfer.training import full_state_dict, unwrap
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     compiled = torch.compile(model)  # nothing compiles until the first forward call

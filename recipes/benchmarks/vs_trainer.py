@@ -131,7 +131,7 @@ def run_one(args) -> dict:
 def _hf_transfer(args, model, tokenizer, data, labels, training, lr, tmp):
     from accelerate import DataLoaderConfiguration
 
-    from hf_transfer.engine import Engine, Stage, make_accelerator
+    from hf_transfer.training import Engine, Stage, make_accelerator
 
     accelerator = make_accelerator(mixed_precision=args.mixed_precision, dynamo_backend=_dynamo(args),
                                    dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,

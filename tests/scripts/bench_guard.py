@@ -27,9 +27,10 @@ from transformers import BertConfig, BertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hf_transfer.engine as engine  # noqa: E402
+import hf_transfer.training.loop as loop  # noqa: E402
 from hf_transfer.config import TrainingConfig  # noqa: E402
-from hf_transfer.engine import Engine, Stage, make_accelerator  # noqa: E402
+from hf_transfer.training import Engine, Stage, make_accelerator  # noqa: E402
+from hf_transfer.training.faults import FaultGuard  # noqa: E402
 from tiny_assets import build_tiny_tokenizer, build_vocab, tiny_bert_config  # noqa: E402
 
 SHAPES = {
@@ -40,7 +41,7 @@ SHAPES = {
 }
 
 
-class _Off(engine._Guard):
+class _Off(FaultGuard):
     """The guard with every check removed: the baseline."""
 
     def nonfinite(self, loss, grad_norm, params):
@@ -97,7 +98,7 @@ def _direct_costs(acc, model, train, tokenizer, batch: int, repeats: int = 300) 
     for name, mode, given_norm in (("stop, clipping on", "stop", norm),
                                    ("stop, no clipping", "stop", None),
                                    ("skip, clipping on", "skip", norm)):
-        guard = engine._Guard(acc, mode)
+        guard = FaultGuard(acc, mode)
         start = time.perf_counter()
         for step in range(repeats):
             bad = guard.nonfinite(loss.detach(), given_norm, params)
@@ -120,7 +121,6 @@ def main() -> None:
     args = parser.parse_args()
     acc = make_accelerator()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    original = engine._Guard
     for shape in args.shapes:
         steps = args.steps or (100 if shape == "tiny" else 8)
         batch = SHAPES[shape][1]
@@ -134,7 +134,7 @@ def main() -> None:
             times: dict[str, list[float]] = {"off": [], "stop": [], "skip": []}
             for round_ in range(args.rounds):
                 for variant in times:
-                    engine._Guard = _Off if variant == "off" else original
+                    loop.FaultGuard = _Off if variant == "off" else FaultGuard
                     model.load_state_dict(initial)
                     training = TrainingConfig(
                         max_steps=steps, batch_size=batch, eval_batch_size=batch,
@@ -148,7 +148,7 @@ def main() -> None:
                     model = acc.unwrap_model(model)
                     # the first update carries one-off costs: time the rest
                     times[variant].append(result.train_seconds / steps)
-            engine._Guard = original
+            loop.FaultGuard = FaultGuard
             direct = _direct_costs(acc, model, train, tokenizer, batch)
             if acc.is_main_process:
                 base = statistics.median(times["off"])

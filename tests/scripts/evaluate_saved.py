@@ -14,7 +14,7 @@ from hf_transfer.config import DatasetConfig
 from hf_transfer.data.labels import LabelSpace
 from hf_transfer.data.loading import read_dataset
 from hf_transfer.data.tokenize import tokenize
-from hf_transfer.engine import Engine, make_accelerator
+from hf_transfer.training import Engine, make_accelerator
 
 
 def main(model_dir: str, data_file: str, out_file: str) -> None:

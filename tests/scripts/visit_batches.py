@@ -17,7 +17,7 @@ from accelerate.utils import gather_object
 from transformers import AutoTokenizer
 
 from hf_transfer.data.tokenize import make_loader
-from hf_transfer.engine import make_accelerator
+from hf_transfer.training import make_accelerator
 
 
 def main(n: int, batch_size: int, out_file: str, tokenizer_dir: str) -> None:
