@@ -5,12 +5,12 @@ the strategy tables and of `--help`). See :mod:`hf_transfer.strategies.base` for
 """
 
 from . import registry
-from .base import INDUCTIVE, TRANSDUCTIVE, UNSUPERVISED, Strategy
+from .base import FAMILIES, INDUCTIVE, SOURCE_ONLY, TRANSDUCTIVE, UNSUPERVISED, Strategy
 from .registry import StrategyOptions, register_strategy
 
 # Built-in strategies (each module registers its classes when imported).
 from . import source_only, sequential, multi_source, tapt_dapt, dann, coral  # noqa: E402,F401  isort: skip
 from . import new_head, lp_ft, label_map, finetune, l2sp  # noqa: E402,F401  isort: skip
 
-__all__ = ["INDUCTIVE", "TRANSDUCTIVE", "UNSUPERVISED", "Strategy", "StrategyOptions",
+__all__ = ["FAMILIES", "INDUCTIVE", "SOURCE_ONLY", "TRANSDUCTIVE", "UNSUPERVISED", "Strategy", "StrategyOptions",
            "register_strategy", "registry"]

@@ -30,10 +30,12 @@ from .registry import StrategyOptions
 if TYPE_CHECKING:  # the run imports the strategies, not the other way round
     from ..run.pipeline import Recipe, RunData
 
-# The lecture's strategy families.
+# The lecture's strategy families, by what the strategy reads of the target.
 INDUCTIVE = "inductive"  # labelled target data
-TRANSDUCTIVE = "transductive"  # labelled source, unlabelled target
+TRANSDUCTIVE = "transductive"  # labelled source, unlabelled target text
 UNSUPERVISED = "unsupervised"  # unlabelled text only
+SOURCE_ONLY = "none"  # nothing of the target: what transfer alone gives (a baseline)
+FAMILIES = (INDUCTIVE, TRANSDUCTIVE, UNSUPERVISED, SOURCE_ONLY)
 
 
 class Strategy:

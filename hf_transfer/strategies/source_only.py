@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..engine import Stage
-from .base import INDUCTIVE, Strategy
+from .base import SOURCE_ONLY, Strategy
 from .registry import register_strategy
 
 
@@ -14,7 +14,7 @@ class SourceOnly(Strategy):
 
     name = "source_only"
     scenarios = ("domain_adaptation",)
-    family = INDUCTIVE
+    family = SOURCE_ONLY
     summary = "train on the labelled source only; the target score is what transfer alone gives"
     source_only = True
 

@@ -29,7 +29,6 @@ from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load
                    save_adapted_encoder)
 from ..modeling import describe_model
 from ..saving import standalone_classifier
-from .base import UNSUPERVISED
 from .registry import StrategyOptions, register_strategy
 from .unlabeled import UnlabeledTargetStrategy
 
@@ -67,7 +66,6 @@ class MlmOptions(StrategyOptions):
 class Tapt(UnlabeledTargetStrategy):
     name = "tapt"
     scenarios = ("domain_adaptation",)
-    family = UNSUPERVISED  # then a supervised source stage
     summary = "masked-LM pretraining on the target's own text, then the source classifier"
     options_class = MlmOptions
 
