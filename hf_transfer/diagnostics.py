@@ -234,15 +234,10 @@ def load_encoder(model: Union[str, ModelConfig]):
     safetensors only unless ``allow_pickle`` (as in training)."""
     from transformers import AutoModel
 
-    from .modeling import load_tokenizer, resolve_model_path, weights_error, weights_format
+    from .modeling import load_pretrained, load_tokenizer
 
     cfg = model if isinstance(model, ModelConfig) else ModelConfig(name_or_path=model)
-    try:
-        encoder = AutoModel.from_pretrained(resolve_model_path(cfg.name_or_path), revision=cfg.revision,
-                                            trust_remote_code=cfg.trust_remote_code, dtype=torch.float32,
-                                            **weights_format(cfg.allow_pickle))
-    except OSError as err:
-        raise weights_error(cfg.name_or_path, err, "`model.allow_pickle`") from err
+    encoder, _ = load_pretrained(AutoModel, cfg.name_or_path, cfg, revision=cfg.revision, dtype=torch.float32)
     return encoder, load_tokenizer(cfg)
 
 

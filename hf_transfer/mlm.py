@@ -32,7 +32,7 @@ from .atomic import partial_dir, publish_dir
 from .config import ModelConfig, TuningConfig
 from .data.tokenize import make_loader
 from .errors import ConfigError
-from .modeling import load_model_config, resolve_model_path, weights_error, weights_format
+from .modeling import load_model_config, load_pretrained
 from .training.loop import evaluation_loader
 from .tuning import check_tuning, head_modules, lora_targets
 
@@ -67,15 +67,9 @@ def load_masked_lm(cfg: ModelConfig) -> tuple[torch.nn.Module, list[str]]:
     """The pretrained encoder with its masked-LM head; also the names of the weights the
     checkpoint lacked (initialised at random: the head, for encoders saved without one)."""
     config = load_model_config(cfg)
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            resolve_model_path(cfg.name_or_path), config=config, revision=cfg.revision,
-            trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
-            **weights_format(cfg.allow_pickle),
-        )
-    except OSError as err:
-        raise weights_error(cfg.name_or_path, err, "`model.allow_pickle`") from err
-    new = sorted(set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])})
+    model, lacked = load_pretrained(AutoModelForMaskedLM, cfg.name_or_path, cfg, config=config,
+                                    revision=cfg.revision)
+    new = sorted(lacked)
     if new:
         logger.info("The checkpoint has no masked-LM head: a new one is initialised and trained in "
                     "the MLM stage (%s).", ", ".join(new))
@@ -196,19 +190,11 @@ def save_adapted_encoder(mlm_model: torch.nn.Module, cfg: ModelConfig, tokenizer
     pretrained-encoder checkpoint like ``model.name_or_path``: the same tensors (weights the
     MLM model does not have, e.g. BERT's pooler, keep their pretrained values; weights the
     original checkpoint lacked are left out, so they stay "new" when loaded), and the tokenizer."""
-    try:
-        encoder, info = AutoModel.from_pretrained(
-            resolve_model_path(cfg.name_or_path), revision=cfg.revision,
-            trust_remote_code=cfg.trust_remote_code, output_loading_info=True,
-            **weights_format(cfg.allow_pickle),
-        )
-    except OSError as err:
-        raise weights_error(cfg.name_or_path, err, "`model.allow_pickle`") from err
+    encoder, missing = load_pretrained(AutoModel, cfg.name_or_path, cfg, revision=cfg.revision)
     outcome = encoder.load_state_dict(mlm_model.base_model.state_dict(), strict=False)
     if outcome.unexpected_keys:  # pragma: no cover - an architecture whose encoders differ
         raise ConfigError(f"The masked-LM encoder of {cfg.name_or_path!r} does not fit its plain "
                           f"encoder: {outcome.unexpected_keys[:5]}")
-    missing = set(info.get("missing_keys", []))
     state = {k: v.contiguous() for k, v in encoder.state_dict().items() if k not in missing}
     partial = partial_dir(folder)
     encoder.save_pretrained(partial, state_dict=state)

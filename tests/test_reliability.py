@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from conftest import REPO, launch, launch_command, overrides_to_args
 from hf_transfer import DomainAdaptationRecipe, load_config
 from hf_transfer.atomic import write_json
-from hf_transfer.engine import STATE_FILE, list_checkpoints
+from hf_transfer.training import STATE_FILE, list_checkpoints
 from hf_transfer.errors import NonFiniteError
 from scripts.nan_run import poisoning_loader
 

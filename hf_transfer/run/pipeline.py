@@ -37,7 +37,7 @@ from ..config import ModelConfig, RunConfig, choice_problem, format_problems, pa
 from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
-from ..engine import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
+from ..training import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
 from ..errors import ConfigError, HfTransferError, Preempted
 from ..hub import push_run_from_config
 from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer

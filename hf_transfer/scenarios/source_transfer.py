@@ -31,7 +31,7 @@ from ..config import ModelConfig
 from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
-from ..engine import Engine, Stage, unwrap
+from ..training import Engine, Stage, unwrap
 from ..errors import ConfigError, DataError
 from ..modeling import describe_model, load_classifier_model
 from ..run.pipeline import TARGET_ONLY, Recipe, RunData

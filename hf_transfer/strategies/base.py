@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 
-from ..engine import Engine, Stage, StageResult
+from ..training import Engine, Stage, StageResult
 from .registry import StrategyOptions
 
 if TYPE_CHECKING:  # the run imports the strategies, not the other way round

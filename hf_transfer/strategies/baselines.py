@@ -4,7 +4,7 @@ They are not chosen by name: the run picks them for its arm (see
 
 from __future__ import annotations
 
-from ..engine import Stage
+from ..training import Stage
 from .base import Strategy
 
 

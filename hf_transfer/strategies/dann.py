@@ -26,7 +26,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..config import setting
-from ..engine import Stage, unwrap
+from ..training import Stage, unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
 from .unlabeled import UnlabeledTargetStrategy

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import DEFAULT_LEARNING_RATES, TuningConfig, setting
-from ..engine import Stage
+from ..training import Stage
 from .new_head import NewHead
 from .registry import StrategyOptions, register_strategy
 

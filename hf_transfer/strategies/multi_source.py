@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engine import Stage
+from ..training import Stage
 from ..errors import DataError
 from .registry import register_strategy
 from .source_only import SourceOnly

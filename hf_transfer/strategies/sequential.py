@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ..engine import Stage
+from ..training import Stage
 from .base import INDUCTIVE, Strategy
 from .registry import register_strategy
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engine import Stage
+from ..training import Stage
 from .base import SOURCE_ONLY, Strategy
 from .registry import register_strategy
 

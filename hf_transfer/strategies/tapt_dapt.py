@@ -24,7 +24,7 @@ from accelerate.utils import set_seed
 
 from ..config import setting
 from ..data.unlabeled import load_unlabeled_text
-from ..engine import Stage, unwrap
+from ..training import Stage, unwrap
 from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
                    save_adapted_encoder)
 from ..modeling import describe_model

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..config import TuningConfig
-from ..engine import Stage
+from ..training import Stage
 from .base import INDUCTIVE, Strategy
 
 
