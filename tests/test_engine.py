@@ -38,7 +38,7 @@ def test_only_exact_step_names_count_and_they_sort_by_number(tmp_path):
 
 
 def test_no_resume_starts_every_stage_fresh(tmp_path):
-    assert resume_plan(tmp_path, ["source", "target"], None) == {"source": None, "target": None}
+    assert resume_plan(tmp_path / "checkpoints", ["source", "target"], None) == {"source": None, "target": None}
 
 
 def test_latest_skips_finished_stages_and_continues_the_first_open_one(tmp_path):
@@ -46,13 +46,13 @@ def test_latest_skips_finished_stages_and_continues_the_first_open_one(tmp_path)
     _finish(tmp_path, "source")
     _checkpoint(tmp_path, "target", 2)
     newest = _checkpoint(tmp_path, "target", 4)
-    plan = resume_plan(tmp_path, ["source", "target"], "latest")
+    plan = resume_plan(tmp_path / "checkpoints", ["source", "target"], "latest")
     assert plan == {"source": FINISHED, "target": newest}
 
 
 def test_latest_before_any_checkpoint_starts_fresh(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    assert resume_plan(tmp_path, ["source"], "latest") == {"source": None}
+    assert resume_plan(tmp_path / "checkpoints", ["source"], "latest") == {"source": None}
 
 
 def test_explicit_checkpoint_resumes_its_stage(tmp_path):
@@ -60,19 +60,19 @@ def test_explicit_checkpoint_resumes_its_stage(tmp_path):
     _finish(tmp_path, "source")
     chosen = _checkpoint(tmp_path, "target", 2)
     _checkpoint(tmp_path, "target", 4)
-    assert resume_plan(tmp_path, ["source", "target"], str(chosen)) == {"source": FINISHED, "target": chosen}
+    assert resume_plan(tmp_path / "checkpoints", ["source", "target"], str(chosen)) == {"source": FINISHED, "target": chosen}
 
 
 def test_explicit_checkpoint_errors(tmp_path, tmp_path_factory):
     incomplete = _checkpoint(tmp_path, "source", 5, complete=False)
     with pytest.raises(ConfigError, match="missing or incomplete"):
-        resume_plan(tmp_path, ["source"], str(incomplete))
+        resume_plan(tmp_path / "checkpoints", ["source"], str(incomplete))
     elsewhere = _checkpoint(tmp_path_factory.mktemp("other"), "source", 5)
     with pytest.raises(ConfigError, match="not a checkpoint of this run"):
-        resume_plan(tmp_path, ["source"], str(elsewhere))
+        resume_plan(tmp_path / "checkpoints", ["source"], str(elsewhere))
     later = _checkpoint(tmp_path, "target", 1)
     with pytest.raises(ConfigError, match="earlier stage 'source' never finished"):
-        resume_plan(tmp_path, ["source", "target"], str(later))
+        resume_plan(tmp_path / "checkpoints", ["source", "target"], str(later))
 
 
 def test_a_compiled_model_unwraps_to_the_plain_module_and_plain_weight_names():

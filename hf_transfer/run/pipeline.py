@@ -236,12 +236,12 @@ class Recipe:
         with accelerator.main_process_first():
             data, tokenizer = self._prepare_data()
         stages = self.strategy.stages(data)
-        plan = resume_plan(self.run_dir, self.scenario_stage_names() + [s.name for s in stages],
+        plan = resume_plan(self.layout.checkpoints, self.scenario_stage_names() + [s.name for s in stages],
                            cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
         if cfg.training.log_with:
             accelerator.init_trackers(self.scenario, config=flat_config(cfg.to_dict()))
-        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.run_dir,
+        engine = Engine(accelerator, tokenizer, list(data.labels.names), self.layout.checkpoints,
                         cfg.training.pad_to_multiple_of)
         eval_sets = self.eval_sets(data)
         model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)

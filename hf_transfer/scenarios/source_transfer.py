@@ -198,7 +198,7 @@ class SourceTransferRecipe(Recipe):
         source_engine = None
         if self.source_labels is not None and self.source_eval_sets(data):
             source_engine = Engine(accelerator, engine.tokenizer, list(self.source_labels.names),
-                                   self.run_dir, cfg.training.pad_to_multiple_of)
+                                   self.layout.checkpoints, cfg.training.pad_to_multiple_of)
         set_seed(cfg.training.seed)
         if self.arm == TARGET_ONLY:
             source = self.pretrained_start(data)

@@ -47,8 +47,9 @@ def _step_of(checkpoint: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) -> dict:
-    """What each stage resumes from: None, ``FINISHED`` or a checkpoint folder.
+def resume_plan(checkpoints_dir: Path, stage_names: list[str], resume: Optional[str]) -> dict:
+    """What each stage resumes from: None, ``FINISHED`` or a checkpoint folder (stages
+    checkpoint into ``checkpoints_dir/<stage>/``).
 
     ``latest``: finished stages (those with a ``result.json``) are restored, the first
     unfinished one continues from its newest complete checkpoint, later ones start fresh.
@@ -58,7 +59,7 @@ def resume_plan(run_dir: Path, stage_names: list[str], resume: Optional[str]) ->
     plan = dict.fromkeys(stage_names)
     if not resume:
         return plan
-    checkpoints = Path(run_dir) / "checkpoints"
+    checkpoints = Path(checkpoints_dir)
     if resume == "latest":
         for name in stage_names:
             if (checkpoints / name / RESULT_FILE).is_file():

@@ -138,15 +138,16 @@ class _StageRun:
 
 
 class Engine:
-    """Trains and evaluates classifiers for one run folder on one Accelerator."""
+    """Trains and evaluates classifiers on one Accelerator; each stage checkpoints into
+    ``checkpoints_dir/<stage name>/`` (a run's :attr:`~hf_transfer.layout.RunLayout.checkpoints`)."""
 
-    def __init__(self, accelerator: Accelerator, tokenizer, label_names: list[str], run_dir: Path,
+    def __init__(self, accelerator: Accelerator, tokenizer, label_names: list[str], checkpoints_dir: Path,
                  pad_to_multiple_of: Optional[int] = None):
         self.accelerator = accelerator
         self.pad_to_multiple_of = pad_to_multiple_of  # evaluation batches (training: the stage's config)
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
-        self.run_dir = Path(run_dir)
+        self.checkpoints_dir = Path(checkpoints_dir)
         self.global_step_offset = 0  # tracker steps keep increasing across stages
         # {split: (predicted ids, gold ids)} of the latest evaluate() call (confusion matrices)
         self.predictions: dict[str, tuple[list[int], list[int]]] = {}
@@ -263,7 +264,7 @@ class Engine:
             num_training_steps=total_updates * acc.num_processes,
         ))
         return _StageRun(stage=stage, eval_sets=eval_sets,
-                         store=CheckpointStore(acc, self.run_dir / "checkpoints" / stage.name),
+                         store=CheckpointStore(acc, self.checkpoints_dir / stage.name),
                          model=model, optimizer=optimizer, scheduler=scheduler,
                          train_loader=train_loader, aux_loader=aux_loader,
                          updates_per_epoch=updates_per_epoch, total_updates=total_updates)
