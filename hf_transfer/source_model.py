@@ -1,4 +1,4 @@
-"""Start from a source classifier: find it, load it, give it a new head, pull back toward it.
+"""Start from a source classifier: find it, load it, give it a new head.
 
 Used by the label-space and conditional-shift recipes (``strategy.source_model``):
 
@@ -10,8 +10,10 @@ Used by the label-space and conditional-shift recipes (``strategy.source_model``
   checkpoint (Hub id or folder; a plain encoder has no trained head);
 * :func:`source_from_trained` does the same for a classifier trained earlier in the run;
 * :func:`with_new_head` builds the target classifier: the source's encoder, a fresh head for
-  the target's labels, optionally with rows copied from the source head (``label_map``);
-* :class:`L2SP` is the penalty alpha/2 * ||w - w_source||^2 on the encoder weights that train.
+  the target's labels, optionally with rows copied from the source head (``label_map``).
+
+What a strategy does with it lives with the strategy (e.g. the L2-SP penalty in
+:mod:`hf_transfer.strategies.l2sp`, the label mapping in :mod:`hf_transfer.strategies.label_map`).
 """
 
 from __future__ import annotations
@@ -203,90 +205,3 @@ def with_new_head(source: SourceModel, labels: list[str],
                     out.bias[row].copy_(src.bias[src_row])
     new_modules = sorted(set(heads) | set(source.new_modules))
     return target, new_modules
-
-
-def resolve_label_map(target_labels: list[str], source_labels: Optional[list[str]],
-                      user_map: Optional[dict]) -> dict[str, str]:
-    """{target label: source label} for the ``label_map`` strategy: labels with the same name,
-    then the user's mapping (which wins). Raises ConfigError naming unknown labels."""
-    if source_labels is None:
-        raise ConfigError(
-            "`strategy.name` is `label_map` but the source model has no trained head (a plain "
-            "encoder): start from a source classifier, or use `new_head`."
-        )
-    user_map = {str(k): str(v) for k, v in (user_map or {}).items()}
-    problems = [f"`strategy.label_map` key {k!r} is not a target label ({', '.join(target_labels)})"
-                for k in user_map if k not in target_labels]
-    problems += [f"`strategy.label_map` value {v!r} is not a source label ({', '.join(source_labels)})"
-                 for v in user_map.values() if v not in source_labels]
-    if problems:
-        raise ConfigError("; ".join(problems) + ".")
-    mapping = {label: label for label in target_labels if label in source_labels}
-    mapping.update(user_map)
-    if not mapping:
-        raise ConfigError(
-            f"`label_map`: no target label ({', '.join(target_labels)}) is also a source label "
-            f"({', '.join(source_labels)}) and `strategy.label_map` is empty. Give a mapping "
-            "{target_label: source_label}, e.g. `--strategy.label_map.tech science`, or use `new_head`."
-        )
-    return dict(sorted(mapping.items()))
-
-
-# --- L2-SP ----------------------------------------------------------------------------------
-
-
-class L2SP:
-    """The L2-SP penalty (Li, Grandvalet & Davoine, ICML 2018): alpha/2 * ||w - w_source||^2
-    summed over the encoder weights that train, with ``w_source`` their values at the start
-    of adaptation (the source classifier's). Head modules and modules the source lacked are
-    not pulled (Li et al. leave new layers to ordinary weight decay).
-
-    With LoRA the encoder's weights are ``W_source + delta`` where ``delta`` is the adapter's
-    ``B @ A * scale``: the penalty is then exactly alpha/2 * sum ||delta||^2 (``delta`` is 0
-    at the start). Call it with the (unwrapped) model: ``penalty = l2sp(model)``.
-    """
-
-    def __init__(self, model: torch.nn.Module, alpha: float, exclude: list[str]):
-        self.alpha = float(alpha)
-        self.lora = hasattr(model, "peft_config")
-        inner = model.get_base_model() if self.lora else model
-        skip = tuple(exclude)
-
-        def excluded(name: str) -> bool:
-            return any(name == m or name.startswith(m + ".") for m in skip)
-
-        if self.lora:
-            from peft.tuners.lora import LoraLayer
-
-            self.layers = [(name, module) for name, module in inner.named_modules()
-                           if isinstance(module, LoraLayer) and not excluded(name)]
-            self.reference = {}
-        else:
-            self.reference = {name: p.detach().clone() for name, p in inner.named_parameters()
-                              if p.requires_grad and not excluded(name)}
-            self.layers = []
-        if not self.reference and not self.layers:
-            raise ConfigError("`l2sp`: no encoder weight trains with this tuning method, so there is "
-                              "nothing to pull toward the source; use `full`, `top_k` or `lora`.")
-
-    def __call__(self, model: torch.nn.Module) -> torch.Tensor:
-        inner = model.get_base_model() if self.lora else model
-        if self.lora:
-            total = sum(module.get_delta_weight(adapter).float().pow(2).sum()
-                        for _, module in self.layers for adapter in module.active_adapters
-                        if adapter in module.lora_A)
-        else:
-            params = dict(inner.named_parameters())
-            total = 0.0
-            for name, ref in self.reference.items():
-                p = params[name]
-                if ref.device != p.device:
-                    ref = self.reference[name] = ref.to(p.device)
-                total = total + (p.float() - ref.float()).pow(2).sum()
-        return 0.5 * self.alpha * total
-
-    @property
-    def num_weights(self) -> int:
-        if self.lora:
-            return sum(m.get_base_layer().weight.numel() for _, m in self.layers)
-        return sum(r.numel() for r in self.reference.values())

@@ -10,7 +10,8 @@ from conftest import launch, overrides_to_args
 from hf_transfer import ConditionalShiftRecipe, load_config
 from hf_transfer.config import ModelConfig, TuningConfig
 from hf_transfer.errors import ConfigError, DataError
-from hf_transfer.source_model import L2SP, describe_source, load_source_model
+from hf_transfer.source_model import describe_source, load_source_model
+from hf_transfer.strategies.l2sp import L2SP
 from hf_transfer.tuning import apply_tuning
 from source_assets import shared_source_classifier, write_shifted_data
 

@@ -8,11 +8,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
 from ..config import setting
-from ..source_model import L2SP
+from ..errors import ConfigError
 from ..tuning import head_modules
 from .finetune import Finetune
 from .registry import StrategyOptions, register_strategy
+
+
+class L2SP:
+    """The L2-SP penalty (Li, Grandvalet & Davoine, ICML 2018): alpha/2 * ||w - w_source||^2
+    summed over the encoder weights that train, with ``w_source`` their values at the start
+    of adaptation (the source classifier's). Head modules and modules the source lacked are
+    not pulled (Li et al. leave new layers to ordinary weight decay).
+
+    With LoRA the encoder's weights are ``W_source + delta`` where ``delta`` is the adapter's
+    ``B @ A * scale``: the penalty is then exactly alpha/2 * sum ||delta||^2 (``delta`` is 0
+    at the start). Call it with the (unwrapped) model: ``penalty = l2sp(model)``.
+    """
+
+    def __init__(self, model: torch.nn.Module, alpha: float, exclude: list[str]):
+        self.alpha = float(alpha)
+        self.lora = hasattr(model, "peft_config")
+        inner = model.get_base_model() if self.lora else model
+        skip = tuple(exclude)
+
+        def excluded(name: str) -> bool:
+            return any(name == m or name.startswith(m + ".") for m in skip)
+
+        if self.lora:
+            from peft.tuners.lora import LoraLayer
+
+            self.layers = [(name, module) for name, module in inner.named_modules()
+                           if isinstance(module, LoraLayer) and not excluded(name)]
+            self.reference = {}
+        else:
+            self.reference = {name: p.detach().clone() for name, p in inner.named_parameters()
+                              if p.requires_grad and not excluded(name)}
+            self.layers = []
+        if not self.reference and not self.layers:
+            raise ConfigError("`l2sp`: no encoder weight trains with this tuning method, so there is "
+                              "nothing to pull toward the source; use `full`, `top_k` or `lora`.")
+
+    def __call__(self, model: torch.nn.Module) -> torch.Tensor:
+        inner = model.get_base_model() if self.lora else model
+        if self.lora:
+            total = sum(module.get_delta_weight(adapter).float().pow(2).sum()
+                        for _, module in self.layers for adapter in module.active_adapters
+                        if adapter in module.lora_A)
+        else:
+            params = dict(inner.named_parameters())
+            total = 0.0
+            for name, ref in self.reference.items():
+                p = params[name]
+                if ref.device != p.device:
+                    ref = self.reference[name] = ref.to(p.device)
+                total = total + (p.float() - ref.float()).pow(2).sum()
+        return 0.5 * self.alpha * total
+
+    @property
+    def num_weights(self) -> int:
+        if self.lora:
+            return sum(m.get_base_layer().weight.numel() for _, m in self.layers)
+        return sum(r.numel() for r in self.reference.values())
 
 
 @dataclass

@@ -8,9 +8,36 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import setting
-from ..source_model import resolve_label_map
+from ..errors import ConfigError
 from .new_head import NewHead
 from .registry import StrategyOptions, register_strategy
+
+
+def resolve_label_map(target_labels: list[str], source_labels: Optional[list[str]],
+                      user_map: Optional[dict]) -> dict[str, str]:
+    """{target label: source label} for the ``label_map`` strategy: labels with the same name,
+    then the user's mapping (which wins). Raises ConfigError naming unknown labels."""
+    if source_labels is None:
+        raise ConfigError(
+            "`strategy.name` is `label_map` but the source model has no trained head (a plain "
+            "encoder): start from a source classifier, or use `new_head`."
+        )
+    user_map = {str(k): str(v) for k, v in (user_map or {}).items()}
+    problems = [f"`strategy.label_map` key {k!r} is not a target label ({', '.join(target_labels)})"
+                for k in user_map if k not in target_labels]
+    problems += [f"`strategy.label_map` value {v!r} is not a source label ({', '.join(source_labels)})"
+                 for v in user_map.values() if v not in source_labels]
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+    mapping = {label: label for label in target_labels if label in source_labels}
+    mapping.update(user_map)
+    if not mapping:
+        raise ConfigError(
+            f"`label_map`: no target label ({', '.join(target_labels)}) is also a source label "
+            f"({', '.join(source_labels)}) and `strategy.label_map` is empty. Give a mapping "
+            "{target_label: source_label}, e.g. `--strategy.label_map.tech science`, or use `new_head`."
+        )
+    return dict(sorted(mapping.items()))
 
 
 @dataclass
