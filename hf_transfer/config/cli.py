@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .loading import _load, _parse_inline, field_paths, load_config
-from .schema import RunConfig, _strategy_registry, redact_secrets
+from .loading import build_config, field_paths, load_config, parse_inline
+from .schema import RunConfig, strategy_registry, redact_secrets
 
 def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[str, Path]] = None,
                description: str = "", strategies: Optional[list[str]] = None) -> RunConfig:
@@ -45,8 +45,8 @@ def parse_args(argv: Optional[list[str]] = None, default_config: Optional[Union[
         if resolved:
             # An entry of a mapping setting has no declared type: read it as YAML
             # (`--data.source.filter.language "[en, it]"` is a list).
-            overrides[resolved] = value if resolved in paths else _parse_inline(value)
-    return _load(config_path, overrides, problems)
+            overrides[resolved] = value if resolved in paths else parse_inline(value)
+    return build_config(config_path, overrides, problems)
 
 
 def _resolve_key(key: str, paths: dict, problems: list) -> Optional[str]:
@@ -78,13 +78,13 @@ def format_help(description: str = "", default_config: Optional[Union[str, Path]
     if default_config:
         lines += [f"Defaults below come from {default_config}.", ""]
     values = defaults.to_dict()  # redacted: --help never prints a secret
-    option_names = set(_strategy_registry().option_names())
+    option_names = set(strategy_registry().option_names())
     for name, f in field_paths().items():
         if name.startswith("strategy.") and name.split(".", 1)[1] in option_names:
             continue  # listed below, under the strategy that reads it
         lines.append(f"  --{name}  (default: {_lookup(values, name)!r})")
         lines.append(f"      {f.metadata.get('help', '')}")
-    registry = _strategy_registry()
+    registry = strategy_registry()
     for strategy in strategies if strategies is not None else registry.names():
         options = defaults.strategy.options if defaults.strategy.name == strategy \
             else registry.options_for(strategy)

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from ..errors import ConfigError
-from .schema import (DATASET_ORIGINS, DatasetConfig, RunConfig, StrategyConfig, _strategy_registry,
+from .schema import (DATASET_ORIGINS, DatasetConfig, RunConfig, StrategyConfig, strategy_registry,
                      format_problems)
 
 def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = None,
@@ -69,7 +69,7 @@ def _with_strategy_options(strategy: "StrategyConfig", data: dict, path: str,
                            problems: list) -> "StrategyConfig":
     """``strategy`` with its named strategy's options read from ``data`` (the keys under
     `strategy` that are not its common fields). A setting of another strategy is a problem."""
-    registry = _strategy_registry()
+    registry = strategy_registry()
     options_class = type(registry.options_for(strategy.name))
     own = {f.name for f in dataclasses.fields(options_class)}
     where = path or "strategy"
@@ -129,7 +129,7 @@ def _coerce(value: Any, hint: Any, where: str, problems: list) -> Any:
     elif hint in (list, dict) or origin in (list, dict):
         container = origin or hint
         if isinstance(value, str):
-            value = _parse_inline(value)
+            value = parse_inline(value)
         if container is list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, container):
@@ -156,7 +156,7 @@ def _as_number(value: Any) -> Union[int, float, None]:
     return None
 
 
-def _parse_inline(text: str) -> Any:
+def parse_inline(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -168,10 +168,12 @@ def load_config(
     overrides: Optional[dict] = None,
 ) -> RunConfig:
     """Read a YAML file, apply ``{dotted.name: value}`` overrides, validate everything."""
-    return _load(path, overrides, problems=[])
+    return build_config(path, overrides, problems=[])
 
 
-def _load(path, overrides, problems: list) -> RunConfig:
+def build_config(path, overrides, problems: list) -> RunConfig:
+    """:func:`load_config` with ``problems`` found earlier (e.g. on the command line) reported
+    together with the configuration's own."""
     data: dict = {}
     if path is not None:
         data = _read_yaml(Path(path), problems)
@@ -235,7 +237,7 @@ def field_paths(cls: type = RunConfig, prefix: str = "") -> dict[str, dataclasse
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         if f.metadata.get("strategy_options"):  # every registered strategy's own settings
-            out.update({f"{prefix}{o.name}": o for o in _strategy_registry().option_fields()})
+            out.update({f"{prefix}{o.name}": o for o in strategy_registry().option_fields()})
         elif dataclasses.is_dataclass(hints[f.name]):
             out.update(field_paths(hints[f.name], name + "."))
         else:

@@ -331,7 +331,7 @@ class StrategyConfig:
 
     def __post_init__(self):
         if self.options is None:
-            self.options = _strategy_registry().options_for(self.name)
+            self.options = strategy_registry().options_for(self.name)
 
     def problems(self, path: str) -> list[str]:
         out = _choice_problems(path, self, {"select_on": ("source", "target")})
@@ -471,7 +471,7 @@ def format_problems(problems: list[str]) -> str:
     return f"{len(problems)} problem(s) in the configuration:\n{lines}"
 
 
-def _strategy_registry():
+def strategy_registry():
     # Imported when first needed: the strategies import this module for their options.
     from ..strategies import registry
 

@@ -163,11 +163,11 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
                     f"`{where}.{field}`: column {column!r} is not in split {name!r}. "
                     f"Columns there: {', '.join(columns)}."
                 )
-        split = _apply_filter(split, cfg.filter, f"{where}.filter", name)
+        split = apply_filter(split, cfg.filter, f"{where}.filter", name)
         for column, field in ((cfg.text_column, "text_column"), (cfg.label_column, "label_column")):
-            _require_scalar(split, column, f"`{where}.{field}`", name)
+            require_scalar(split, column, f"`{where}.{field}`", name)
         split = _labels_as_strings(split, cfg.label_column)
-        split = _texts_as_strings(split, cfg.text_column)
+        split = texts_as_strings(split, cfg.text_column)
         split = split.select_columns(list(wanted)).rename_columns(
             {k: v for k, v in wanted.items() if k != v}
         )
@@ -175,7 +175,7 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
     return datasets.DatasetDict(out)
 
 
-def _apply_filter(split: datasets.Dataset, filters: Optional[dict], where: str, name: str):
+def apply_filter(split: datasets.Dataset, filters: Optional[dict], where: str, name: str):
     if not filters:
         return split
     allowed = {col: set(map(str, v if isinstance(v, list) else [v])) for col, v in filters.items()}
@@ -207,7 +207,7 @@ def _labels_as_strings(split: datasets.Dataset, label_column: str) -> datasets.D
     )
 
 
-def _require_scalar(split: datasets.Dataset, column: str, field: str, name: str) -> None:
+def require_scalar(split: datasets.Dataset, column: str, field: str, name: str) -> None:
     feature = split.features[column]
     if isinstance(feature, (datasets.Value, datasets.ClassLabel)):
         return
@@ -219,7 +219,7 @@ def _require_scalar(split: datasets.Dataset, column: str, field: str, name: str)
         )
 
 
-def _texts_as_strings(split: datasets.Dataset, text_column: str) -> datasets.Dataset:
+def texts_as_strings(split: datasets.Dataset, text_column: str) -> datasets.Dataset:
     """Numbers or booleans in the text column become their text; NaN becomes missing."""
     feature = split.features[text_column]
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):

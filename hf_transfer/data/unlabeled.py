@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import DatasetConfig
 from ..errors import DataError
-from .loading import _apply_filter, _require_scalar, _texts_as_strings, read_dataset
+from .loading import apply_filter, require_scalar, texts_as_strings, read_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = 
         if column not in split.column_names:
             raise DataError(f"`{where}.{field}`: column {column!r} is not in split "
                             f"{cfg.train_split!r}. Columns there: {', '.join(split.column_names)}.")
-    split = _apply_filter(split, cfg.filter, f"{where}.filter", cfg.train_split)
-    _require_scalar(split, cfg.text_column, f"`{where}.text_column`", cfg.train_split)
-    split = _texts_as_strings(split, cfg.text_column).select_columns([cfg.text_column])
+    split = apply_filter(split, cfg.filter, f"{where}.filter", cfg.train_split)
+    require_scalar(split, cfg.text_column, f"`{where}.text_column`", cfg.train_split)
+    split = texts_as_strings(split, cfg.text_column).select_columns([cfg.text_column])
     if cfg.text_column != "text":
         split = split.rename_column(cfg.text_column, "text")
     excluded = set(exclude)
