@@ -23,10 +23,9 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..config import setting
-from ..training import Stage, unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
-from .unlabeled import UnlabeledTargetStrategy
+from .unlabeled import TargetTextAlongside
 
 
 def covariance(features: torch.Tensor) -> torch.Tensor:
@@ -94,29 +93,17 @@ class CoralOptions(StrategyOptions):
 
 
 @register_strategy
-class Coral(UnlabeledTargetStrategy):
+class Coral(TargetTextAlongside):
     name = "coral"
     scenarios = ("domain_adaptation",)
     summary = "match the covariance of source and target features at the head's input"
     options_class = CoralOptions
 
-    def load_data(self, raw, meta_model) -> None:
-        classifier_head(meta_model, self.name)  # before any weights load
-        super().load_data(raw, meta_model)
+    def wrap(self, classifier: nn.Module) -> nn.Module:
+        return CoralModel(classifier, self.options.coral_weight)
 
-    def stages(self, data) -> list[Stage]:
-        stage = self.recipe.source_stage(data)
-        stage.aux = self.unlabeled["train"]
-        stage.loss_fn = coral_step
-        return [stage]
+    def step_loss(self):
+        return coral_step
 
-    def before_stage(self, stage: Stage, model: nn.Module) -> nn.Module:
-        return CoralModel(model, self.options.coral_weight)
-
-    def final_model(self, engine, model: nn.Module) -> nn.Module:
-        return unwrap(engine.accelerator, model).classifier
-
-    def results(self) -> dict:
-        return {"coral": {"weight": self.options.coral_weight,
-                          "target_texts": len(self.unlabeled["train"]),
-                          "features": "input of the classifier's head"}}
+    def settings_report(self) -> dict:
+        return {"weight": self.options.coral_weight}

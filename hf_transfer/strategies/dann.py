@@ -26,10 +26,9 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..config import setting
-from ..training import Stage, unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
-from .unlabeled import UnlabeledTargetStrategy
+from .unlabeled import TargetTextAlongside
 
 
 
@@ -133,7 +132,7 @@ class DannOptions(StrategyOptions):
 
 
 @register_strategy
-class Dann(UnlabeledTargetStrategy):
+class Dann(TargetTextAlongside):
     """One stage on the labelled source with the target's training text (labels dropped)
     cycled alongside; a domain discriminator on the representation the classifier's head reads,
     behind a gradient-reversal layer. The saved model is the plain classifier."""
@@ -143,25 +142,11 @@ class Dann(UnlabeledTargetStrategy):
     summary = "domain-adversarial training: features that confuse a source/target discriminator"
     options_class = DannOptions
 
-    def load_data(self, raw, meta_model) -> None:
-        classifier_head(meta_model, self.name)  # before any weights load
-        super().load_data(raw, meta_model)
+    def wrap(self, classifier: nn.Module) -> nn.Module:
+        return DomainAdversarialModel(classifier, self.options.discriminator_hidden)
 
-    def stages(self, data) -> list[Stage]:
-        stage = self.recipe.source_stage(data)
-        stage.aux = self.unlabeled["train"]
-        stage.loss_fn = dann_loss(self.options.dann_weight)
-        return [stage]
+    def step_loss(self):
+        return dann_loss(self.options.dann_weight)
 
-    def before_stage(self, stage: Stage, model: nn.Module) -> nn.Module:
-        # One module: DDP, the optimizer and the checkpoints see the discriminator too.
-        return DomainAdversarialModel(model, self.options.discriminator_hidden)
-
-    def final_model(self, engine, model: nn.Module) -> nn.Module:
-        return unwrap(engine.accelerator, model).classifier  # the discriminator stays behind
-
-    def results(self) -> dict:
-        o = self.options
-        return {"dann": {"weight": o.dann_weight, "discriminator_hidden": o.discriminator_hidden,
-                         "target_texts": len(self.unlabeled["train"]),
-                         "features": "input of the classifier's head"}}
+    def settings_report(self) -> dict:
+        return {"weight": self.options.dann_weight, "discriminator_hidden": self.options.discriminator_hidden}
