@@ -9,7 +9,7 @@ import torch
 from conftest import launch, overrides_to_args
 from hf_transfer import DomainAdaptationRecipe, load_classifier, load_config
 from hf_transfer.errors import ConfigError
-from hf_transfer.strategies.coral import CoralModel, coral_loss, covariance
+from hf_transfer.strategies.coral import CoralModel, CoralOptions, coral_loss, covariance
 from hf_transfer.strategies.features import features_only
 
 SCRIPT = "recipes/domain_adaptation.py"
@@ -129,7 +129,7 @@ def test_two_processes(tiny_overrides, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["environment"]["num_processes"] == 2
-    assert results["strategy"] == "coral" and results["coral"]["weight"] == 1.0
+    assert results["strategy"] == "coral" and results["coral"]["weight"] == CoralOptions().coral_weight
     for name, row in results["eval_matrix"].items():
         if "[" not in name:  # every example counted once across the two processes
             role, split = name.split("/")
