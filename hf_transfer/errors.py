@@ -26,7 +26,8 @@ class NonFiniteError(HfTransferError, FloatingPointError):
 
 
 class Preempted(HfTransferError):
-    """The run received SIGTERM, saved a checkpoint at a step boundary and stopped.
+    """The run received SIGTERM or Ctrl-C (SIGINT), saved a checkpoint at a step boundary and
+    stopped.
 
     Exit code 75 (``EX_TEMPFAIL``: try again later), so a job scheduler can tell a
     preemption (resume with ``--output.resume_from_checkpoint latest``) from a failure.

@@ -8,14 +8,17 @@
       baselines/<arm>_seed<N>/  nested runs of the transfer comparison (a run folder each)
       mlm_encoder/            the encoder adapted by `tapt`/`dapt`
       report.md, report/      the human-readable report and its figures
+      .hf_transfer_run        the marker: this folder holds a run (only such outputs are replaced)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Union
 
 from .atomic import remove_tree
+from .version import __version__
 
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
@@ -25,6 +28,7 @@ BASELINES_DIR = "baselines"
 MLM_ENCODER_DIR = "mlm_encoder"
 REPORT_FILE = "report.md"
 FIGURES_DIR = "report"
+MARKER_FILE = ".hf_transfer_run"
 # What a run writes into its folder; `--output.overwrite` replaces these and nothing else.
 RUN_OUTPUTS = (RESULTS_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR, REPORT_FILE,
                FIGURES_DIR, MLM_ENCODER_DIR)
@@ -67,6 +71,27 @@ class RunLayout:
     def baseline_run(self, arm: str, seed: int) -> Path:
         """The folder of one nested run of the transfer comparison."""
         return self.root / BASELINES_DIR / f"{arm}_seed{seed}"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER_FILE
+
+    def mark(self) -> None:
+        """Note that this folder holds a run: its outputs may be replaced by a later run with
+        `--output.overwrite`. (Every process may call it: they all write the same bytes.)"""
+        if not self.marker.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.marker.write_text(json.dumps({"hf_transfer_version": __version__}) + "\n", encoding="utf-8")
+
+    def holds_a_run(self) -> bool:
+        """Whether hf_transfer made what is here: the marker, or (runs older than the marker)
+        a results.json that hf_transfer wrote."""
+        if self.marker.is_file():
+            return True
+        try:
+            return "hf_transfer_version" in json.loads(self.results.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            return False
 
     def previous_outputs(self) -> list[str]:
         """What an earlier run left here (names from RUN_OUTPUTS)."""

@@ -131,16 +131,46 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tiny_overrides, tmp_path):
 def test_existing_run_folder_is_never_overwritten_silently(tiny_overrides, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "results.json").write_text("{}")
+    (run_dir / "results.json").write_text('{"hf_transfer_version": "0.1"}')  # a run of an older version
     (run_dir / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"already holds a run .*--output.overwrite true"):
         DomainAdaptationRecipe(load_config(overrides=tiny_overrides)).run()
-    assert (run_dir / "results.json").read_text() == "{}"
+    assert (run_dir / "results.json").read_text() == '{"hf_transfer_version": "0.1"}'
 
     overrides = {**tiny_overrides, "output.overwrite": True, "training.num_epochs": 1}
     DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     assert (run_dir / "notes.txt").read_text() == "mine"  # only the run's own outputs replaced
     assert _results(run_dir)["eval_matrix"]
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_hf_transfer_did_not_make_is_never_emptied(tiny_overrides, tmp_path):
+    """A user's own `logs/` in the output folder: refused, with advice that is safe to follow;
+    `--output.overwrite true` does not delete it either (it did before the run marker)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "logs" / "notes.txt").write_text("my notes")
+    before = _tree(run_dir)
+    for overwrite in (False, True):
+        overrides = {**tiny_overrides, "output.overwrite": overwrite}
+        with pytest.raises(ConfigError, match=r"holds logs, which hf_transfer did not write.*"
+                                              r"Choose another `--output.dir`") as err:
+            DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+        assert "overwrite" not in str(err.value)
+        assert _tree(run_dir) == before
+
+
+def test_a_run_marks_its_folder_so_overwrite_replaces_only_its_outputs(tiny_overrides, tmp_path):
+    overrides = {**tiny_overrides, "training.num_epochs": 1}
+    DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    run_dir = tmp_path / "run"
+    assert (run_dir / ".hf_transfer_run").is_file()
+    (run_dir / "mine.txt").write_text("keep")
+    DomainAdaptationRecipe(load_config(overrides={**overrides, "output.overwrite": True})).run()
+    assert (run_dir / "mine.txt").read_text() == "keep" and (run_dir / "results.json").is_file()
 
 
 def test_resume_without_checkpoints_is_a_clear_error(tiny_overrides):

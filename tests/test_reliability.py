@@ -13,6 +13,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,35 @@ def test_sigterm_reaching_one_of_two_processes_stops_both_at_the_same_step(
     assert len(steps) == 1  # the same step on both processes
     resumed = _resume(tiny_model, tiny_data, run_dir, 2)
     _assert_same_outcome(resumed, reference_2.results)
+
+
+def test_ctrl_c_checkpoints_and_resumes_identically_and_a_second_one_stops_at_once(
+        tiny_model, tiny_data, tmp_path, reference_1):
+    """Ctrl-C in a terminal (SIGINT to the foreground process group, here the script run
+    without a launcher): checkpoint at the next update boundary, exit 75, no traceback; the
+    resumed run equals the uninterrupted one. Two Ctrl-C: stop at once."""
+    command, env = launch_command(SCRIPT, [], 1)
+    script = [sys.executable, str(REPO / SCRIPT)]
+    args = overrides_to_args(_run_overrides(tiny_model, tiny_data, tmp_path / "run"))
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen([*script, *args], env=env, cwd=REPO, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_for_first_checkpoint(proc, tmp_path / "run")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 75, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "stopped: Received SIGINT: stopped stage 'source' at optimizer step" in text, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    _assert_same_outcome(_resume(tiny_model, tiny_data, tmp_path / "run", 1), reference_1.results)
+
+    args = overrides_to_args(_run_overrides(tiny_model, tiny_data, tmp_path / "twice"))
+    proc = subprocess.Popen([*script, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_first_checkpoint(proc, tmp_path / "twice")
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(1.0)  # two signals before the handler runs would count as one
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) not in (0, 75)  # KeyboardInterrupt: stopped at once
 
 
 # --- SIGKILL at random moments -------------------------------------------------------------

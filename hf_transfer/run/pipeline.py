@@ -73,7 +73,7 @@ class Recipe:
     that scenario (:func:`hf_transfer.strategies.registry.for_scenario`) are the ones it runs.
 
     ``arm``: None for the run itself; ``"target_only"`` or ``"source_only"`` for a nested
-    baseline run of the transfer comparison (:mod:`hf_transfer.run.baselines`).
+    baseline run of the transfer comparison (:mod:`hf_transfer.run.comparison`).
     """
 
     scenario: ClassVar[str] = ""
@@ -362,22 +362,32 @@ class Recipe:
     # --- steps of the run ---------------------------------------------------------------------
 
     def _check_output_dir(self) -> None:
+        """Refuse to write over anything that is not an earlier run's output; mark the folder."""
         out = self.config.output
         previous = self.layout.previous_outputs()
-        if not previous or out.resume_from_checkpoint:
-            if out.resume_from_checkpoint and not self.layout.checkpoints.is_dir():
+        if out.resume_from_checkpoint:
+            if not self.layout.checkpoints.is_dir():
                 raise ConfigError(
                     f"`output.resume_from_checkpoint` is set but {str(self.run_dir)!r} has no "
                     "checkpoints/ folder: check `output.dir`, or drop the option to start anew."
                 )
-            return
-        if not out.overwrite:
+        elif previous and not self.layout.holds_a_run():
+            # The advice must be safe to follow: never suggest overwriting files of the user's.
+            raise ConfigError(
+                f"`output.dir` {str(self.run_dir)!r} holds {', '.join(previous)}, which hf_transfer "
+                f"did not write (no {self.layout.marker.name} marker): nothing there is replaced or "
+                "deleted. Choose another `--output.dir` (e.g. a new sub-folder), or move those "
+                "files away yourself."
+            )
+        elif previous and not out.overwrite:
             raise ConfigError(
                 f"`output.dir` {str(self.run_dir)!r} already holds a run ({', '.join(previous)}). "
                 "Pass `--output.overwrite true` to replace it, `--output.resume_from_checkpoint "
                 "latest` to continue it, or choose another `--output.dir`."
             )
-        self.layout.remove_outputs()
+        elif previous:
+            self.layout.remove_outputs()
+        self.layout.mark()
 
 
 def run_from_command_line(recipe_class: type, default_config: Path, description: str,

@@ -10,6 +10,7 @@ with advice on what to do next. See :class:`FaultGuard` for what the checks cost
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -51,7 +52,8 @@ class FaultGuard:
         # With fp16 the GradScaler owns gradient overflow (it skips the step and lowers the
         # scale): only the loss is checked then.
         self.check_grads = accelerator.scaler is None
-        self.signal = False  # set by the SIGTERM handler of this process
+        self.signal = False  # set by the SIGTERM/SIGINT handler of this process
+        self.signal_name = "SIGTERM"  # which one, for the message
         self.consecutive_skips = 0
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         self._pending = None  # (agreed flags of the last update, on the host, CUDA event)
@@ -59,19 +61,29 @@ class FaultGuard:
         self._agreed_signal = False  # skip mode: SIGTERM agreed at the last sync
 
     @contextlib.contextmanager
-    def catching_sigterm(self):
+    def catching_stop_signals(self):
+        """SIGTERM (preemption) and Ctrl-C (SIGINT) only set a flag: at the next update boundary
+        every process checkpoints and stops (:class:`Preempted`, resumable). A second Ctrl-C
+        stops at once (``KeyboardInterrupt``), without that checkpoint."""
         def handler(signum, frame):
-            self.signal = True  # just a flag: it is acted upon at the next update boundary
+            if signum == signal.SIGINT and self.signal:
+                raise KeyboardInterrupt
+            self.signal, self.signal_name = True, signal.Signals(signum).name
+            if signum == signal.SIGINT:  # os.write: safe inside a signal handler, unlike logging
+                os.write(2, b"\nCtrl-C: stopping at the next optimizer step with a checkpoint "
+                            b"(resumable); press Ctrl-C again to stop at once, without one.\n")
 
-        try:
-            previous = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            previous = None
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
         try:
             yield
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
     def nonfinite(self, loss: torch.Tensor, grad_norm, params) -> torch.Tensor:
         """A device bool: is this update's summed loss, or its gradient norm, non-finite?"""
@@ -194,10 +206,10 @@ def give_up_after_skips(guard: FaultGuard, stage_name: str, step: int, stage_dir
         )
 
 
-def stop_preempted(stage_name: str, step: int, checkpoint: Path) -> NoReturn:
-    """SIGTERM during a stage, once ``checkpoint`` is on disk."""
+def stop_preempted(stage_name: str, step: int, checkpoint: Path, signal_name: str = "SIGTERM") -> NoReturn:
+    """SIGTERM or SIGINT during a stage, once ``checkpoint`` is on disk."""
     raise Preempted(
-        f"Received SIGTERM: stopped stage {stage_name!r} at optimizer step {step} and "
+        f"Received {signal_name}: stopped stage {stage_name!r} at optimizer step {step} and "
         f"saved the checkpoint {checkpoint}. {RESUME_HINT}"
     )
 
@@ -206,6 +218,6 @@ def stop_if_preempted_after_stage(guard: FaultGuard, stage_name: str, result_fil
     """End of a stage (a collective): raise :class:`Preempted` if any process got SIGTERM."""
     if guard.agree_now(None, at_end=True):
         raise Preempted(
-            f"Received SIGTERM: stage {stage_name!r} had just finished; its result is saved "
+            f"Received {guard.signal_name}: stage {stage_name!r} had just finished; its result is saved "
             f"in {result_file}. {RESUME_HINT}"
         )

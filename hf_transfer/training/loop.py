@@ -211,7 +211,7 @@ class Engine:
         self._start(run, resume)
         acc, state, stop = self.accelerator, run.state, False
         run.model.train()
-        with run.guard.catching_sigterm():
+        with run.guard.catching_stop_signals():
             aux_batches = self._aux_batches(run)
             while state.step < run.total_updates and not stop:
                 for batch in self._epoch_batches(run):
@@ -230,7 +230,7 @@ class Engine:
                     stop = self._at_update_boundary(run, end_of_epoch)
                     if stop or state.step >= run.total_updates:
                         break
-            # Inside the SIGTERM handler still: a signal now stops the run after the result.
+            # Inside the signal handlers still: a signal now stops the run after the result.
             result = self._finish(run, stopped_early=stop)
         return run.model, result
 
@@ -445,15 +445,15 @@ class Engine:
         run.store.save(checkpoint, run.state)
 
     def _checkpoint_and_stop(self, run: _StageRun) -> None:
-        """SIGTERM: checkpoint at this update boundary (unless just done), then stop."""
+        """SIGTERM or Ctrl-C: checkpoint at this update boundary (unless just done), then stop."""
         state, store = run.state, run.store
         checkpoint = store.path_for(state.step)
         if store.last_saved_step != state.step:
             check_finite(run.guard, run.model, run.stage.name, store.stage_dir)
             self._save(run, checkpoint)
         if self.accelerator.is_main_process:
-            logger.warning("SIGTERM: saved %s; stopping.", checkpoint)
-        stop_preempted(run.stage.name, state.step, checkpoint)
+            logger.warning("%s: saved %s; stopping.", run.guard.signal_name, checkpoint)
+        stop_preempted(run.stage.name, state.step, checkpoint, run.guard.signal_name)
 
     # --- training: the end ------------------------------------------------------------------
 
