@@ -100,6 +100,17 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
     return model, set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
 
 
+def check_max_length(cfg: ModelConfig, model: torch.nn.Module, tokenizer) -> None:
+    """`model.max_length` must fit the model's positions: a longer text would crash training or,
+    after a run on short texts, prediction."""
+    limits = [n for n in (getattr(model.config, "max_position_embeddings", None),
+                          getattr(tokenizer, "model_max_length", None))
+              if isinstance(n, int) and 0 < n < 1_000_000]  # tokenizers without a limit say 1e30
+    if limits and cfg.max_length > min(limits):
+        raise ConfigError(f"`model.max_length` is {cfg.max_length}, but {cfg.name_or_path!r} reads at "
+                          f"most {min(limits)} tokens: use at most {min(limits)}.")
+
+
 def weights_format(allow_pickle: bool) -> dict:
     """``from_pretrained`` arguments: safetensors only, unless pickle files are allowed (then
     safetensors are still preferred, and transformers unpickles with ``weights_only=True``)."""

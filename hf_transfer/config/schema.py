@@ -134,8 +134,14 @@ class DatasetConfig:
         if self.files is not None:
             for split, paths in self.files.items():
                 for file in paths if isinstance(paths, list) else [paths]:
-                    if not isinstance(file, str) or not Path(file).is_file():
+                    if isinstance(file, str) and Path(file).is_dir():
+                        out.append(f"`{path}.files.{split}`: {file!r} is a folder; name the data "
+                                   "file(s) in it (a list of files is fine).")
+                    elif not isinstance(file, str) or not Path(file).is_file():
                         out.append(f"`{path}.files.{split}`: no such file {file!r}.")
+        if self.label_column == self.text_column:
+            out.append(f"`{path}.label_column` and `{path}.text_column` are both {self.text_column!r}: "
+                       "name the column that holds the labels.")
         try:
             codecs.lookup(self.encoding)
         except (LookupError, ValueError):  # ValueError: e.g. a NUL in the name

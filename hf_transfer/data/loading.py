@@ -87,6 +87,9 @@ def _read_files(files: dict, where: str, encoding: str = "utf-8") -> datasets.Da
                 f"{', '.join(FILE_BUILDERS)} (got {paths})."
             )
         kind = kinds.pop()
+        if kind == "json":  # pyarrow reads invalid UTF-8 into strings that fail much later
+            for file in paths:
+                _require_utf8(file, field)
         try:
             options = {}
             if kind == "csv":
@@ -98,8 +101,57 @@ def _read_files(files: dict, where: str, encoding: str = "utf-8") -> datasets.Da
         except DataError:
             raise
         except Exception as err:
+            bad_line = _first_bad_json_line(paths) if kind == "json" else None
+            if bad_line:
+                raise DataError(f"{field}: {bad_line[0]} line {bad_line[1]} is not valid JSON "
+                                f"({bad_line[2]}): fix or remove that line.") from err
             raise _read_error(err, field, paths, encoding, f"{where}.encoding") from err
     return datasets.DatasetDict(out)
+
+
+def _require_utf8(path: str, field: str, chunk: int = 1 << 20) -> None:
+    """Raise DataError naming the line when ``path`` is not valid UTF-8 (JSON must be)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    lines = 1
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                # The error's position is within the bytes the decoder held plus this block.
+                start = max(0, err.start - (len(err.object) - len(block)))
+                line = lines + block[:start].count(b"\n")
+                raise DataError(
+                    f"{field}: {path} is not valid UTF-8 (line {line}, byte "
+                    f"{err.object[err.start:err.start + 1]!r}); JSON files must be UTF-8: save it "
+                    "as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or use csv with `encoding`."
+                ) from None
+            if not block:
+                return
+            lines += block.count(b"\n")
+
+
+def _first_bad_json_line(paths: list) -> Optional[tuple]:
+    """``(path, line number, reason)`` of the first line of a JSON-lines file that does not
+    parse; None for a file that is one JSON document (or when every line parses)."""
+    import json
+
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.read(1)
+            if first in ("[", "{") and not str(path).endswith(".jsonl"):
+                continue  # a single JSON document: its parser's message is the useful one
+            f.seek(0)
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as err:
+                        return path, number, f"{err.msg} at column {err.colno}"
+    return None
 
 
 def _csv_columns(paths: list, encoding: str, field: str) -> list[str]:

@@ -38,9 +38,10 @@ from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
 from ..training import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
-from ..errors import ConfigError, HfTransferError, Preempted
+from ..errors import ConfigError, DataError, HfTransferError, Preempted
 from ..hub import push_run_from_config
-from ..modeling import build_on_meta, describe_model, load_classifier_model, load_tokenizer
+from ..modeling import (build_on_meta, check_max_length, describe_model, load_classifier_model,
+                        load_tokenizer)
 from ..report import write_report_safely
 from ..saving import save_classifier
 from ..strategies import registry
@@ -252,11 +253,17 @@ class Recipe:
         """Data and tokenizer, every check that needs no weights done first."""
         cfg = self.config
         raw = self.load_data()
+        if len(raw.labels) < 2:
+            raise DataError(
+                f"This run's classifier would have one class only ({list(raw.labels.names)}): a "
+                "classifier needs at least two. Check the data's `label_column` and `filter`, and "
+                "that the labels are not all the same.")
         # Architecture only (meta device): a wrong LoRA target fails before weights load.
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
         self.strategy.load_data(raw, meta_model)
         check_tuning(meta_model, cfg.tuning)
         tokenizer = load_tokenizer(self.tokenizer_config())
+        check_max_length(cfg.model, meta_model, tokenizer)
         data = self.tokenize(raw, tokenizer)
         self.strategy.tokenize(tokenizer)
         return data, tokenizer
