@@ -27,7 +27,7 @@ from conftest import REPO, launch, launch_command, overrides_to_args
 from hf_transfer import DomainAdaptationRecipe, load_config
 from hf_transfer.atomic import write_json
 from hf_transfer.training import STATE_FILE, list_checkpoints
-from hf_transfer.errors import NonFiniteError
+from hf_transfer.errors import ConfigError, NonFiniteError
 from scripts.nan_run import poisoning_loader
 
 SCRIPT = "recipes/domain_adaptation.py"
@@ -410,7 +410,7 @@ def test_leftovers_of_a_killed_save_never_count_and_are_cleaned(tiny_overrides, 
         (stage_dir / name / STATE_FILE).write_text("{}")  # complete-looking, yet never counted
     (tmp_path / "run" / "model.partial").mkdir()
     assert [c.name for c in list_checkpoints(stage_dir)] == ["step_0000003", "step_0000006"]
-    resumed = {**overrides, "output.resume_from_checkpoint": "latest", "training.max_steps": 9}
+    resumed = {**overrides, "output.resume_from_checkpoint": "latest"}
     DomainAdaptationRecipe(load_config(overrides=resumed)).run()
     assert not _leftovers(tmp_path / "run")
     assert (tmp_path / "run" / "model" / "hf_transfer.json").is_file()
@@ -432,6 +432,26 @@ def test_resume_from_an_older_checkpoint_moves_newer_outputs_aside_never_deletes
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
+def test_resume_with_other_settings_is_refused_naming_them(tiny_overrides, tmp_path):
+    """Resuming with another batch size and learning rate used to continue with the old
+    schedule, run more steps than asked and record values that were never used."""
+    overrides = {**tiny_overrides, "tuning.method": "full", "training.max_steps": 6,
+                 "training.eval_strategy": "steps", "training.eval_steps": 3}
+    DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    (tmp_path / "run" / "checkpoints" / "source" / "result.json").unlink()
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    changed = {**overrides, "output.resume_from_checkpoint": "latest", "training.batch_size": 4,
+               "training.learning_rate": 1e-5, "training.eval_batch_size": 4}
+    with pytest.raises(ConfigError, match=r"other settings: `training.batch_size` was 8, now 4; "
+                                          r"`training.learning_rate` was 0.005, now 1e-05\. Resume with"):
+        DomainAdaptationRecipe(load_config(overrides=changed)).run()
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+    # What it writes and reports may change (here: the evaluation batch size, the report).
+    DomainAdaptationRecipe(load_config(overrides={**overrides, "output.resume_from_checkpoint": "latest",
+                                                  "training.eval_batch_size": 4,
+                                                  "output.report": False})).run()
+
+
 def test_a_run_folder_that_was_moved_still_resumes(tiny_overrides, tmp_path):
     """Checkpoints refer to each other by name, not by absolute path."""
     overrides = {**tiny_overrides, "tuning.method": "full", "training.max_steps": 6,
@@ -443,7 +463,7 @@ def test_a_run_folder_that_was_moved_still_resumes(tiny_overrides, tmp_path):
     (stage_dir / "result.json").unlink()
     state = json.loads((stage_dir / "step_0000006" / STATE_FILE).read_text())
     assert str(tmp_path / "a") in state["best_checkpoint"]
-    moved = {**overrides, "output.dir": str(tmp_path / "b"), "output.resume_from_checkpoint": "latest",
-             "training.max_steps": 9}
+    moved = {**overrides, "output.dir": str(tmp_path / "b"), "output.resume_from_checkpoint": "latest"}
     results = DomainAdaptationRecipe(load_config(overrides=moved)).run()
-    assert results["stages"][0]["steps"] == 9
+    assert results["stages"][0]["steps"] == 6
+    assert results["best_step"] == {"source": state["best_step"]}  # found by its name in "b"

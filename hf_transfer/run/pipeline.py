@@ -234,6 +234,9 @@ class Recipe:
         self._check_output_dir()
         accelerator = self._start()
         self._check_distributed(accelerator)
+        if accelerator.is_main_process and not cfg.output.resume_from_checkpoint:
+            write_json(self.layout.config, cfg.to_dict())  # what a resume must keep
+        accelerator.wait_for_everyone()
         with accelerator.main_process_first():
             data, tokenizer = self._prepare_data()
         stages = self.strategy.stages(data)
@@ -378,6 +381,7 @@ class Recipe:
                     f"`output.resume_from_checkpoint` is set but {str(self.run_dir)!r} has no "
                     "checkpoints/ folder: check `output.dir`, or drop the option to start anew."
                 )
+            self._check_resume_settings()
         elif previous and not self.layout.holds_a_run():
             # The advice must be safe to follow: never suggest overwriting files of the user's.
             raise ConfigError(
@@ -395,6 +399,36 @@ class Recipe:
         elif previous:
             self.layout.remove_outputs()
         self.layout.mark()
+
+
+    def _check_resume_settings(self) -> None:
+        """A resume continues the run it finds: settings that shape its data, model or schedule
+        must be the ones it started with (else it would train on with the old schedule and
+        record values that were never used)."""
+        if not self.layout.config.is_file():
+            logger.warning("%s has no %s (a run of an older version): the settings of the resumed "
+                           "run are not checked against the original ones.", self.run_dir,
+                           self.layout.config.name)
+            return
+        import json
+
+        before = flat_config(json.loads(self.layout.config.read_text(encoding="utf-8")))
+        now = flat_config(self.config.to_dict())
+        changed = [f"`{key}` was {before.get(key)!r}, now {now.get(key)!r}"
+                   for key in sorted(set(before) | set(now))
+                   if before.get(key) != now.get(key) and not key.startswith(FREE_ON_RESUME)]
+        if changed:
+            raise ConfigError(
+                f"`output.resume_from_checkpoint` continues the run in {str(self.run_dir)!r}, "
+                f"which started with other settings: {'; '.join(changed)}. Resume with the original "
+                f"settings (they are in {self.layout.config}), or start a new run in another "
+                "`--output.dir`.")
+
+
+# Settings a resumed run may change: where and what it writes and reports, not what it trains.
+FREE_ON_RESUME = ("output.", "training.eval_batch_size", "training.log_with", "training.logging_steps",
+                  "training.on_nonfinite", "training.save_total_limit", "strategy.baselines",
+                  "strategy.baseline_seeds")
 
 
 def run_from_command_line(recipe_class: type, default_config: Path, description: str,
