@@ -75,3 +75,9 @@ def test_max_length_beyond_the_models_positions(tiny_overrides, no_weights):
     with pytest.raises(ConfigError, match=r"`model.max_length` is 100000, but .* reads at most 128 "
                                           r"tokens: use at most 128"):
         _run(tiny_overrides, **{"model.max_length": 100000})
+
+
+def test_an_output_dir_that_cannot_be_created_fails_before_any_model(tiny_overrides, tmp_path, no_weights):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"`output.dir` '.*a_file/run' cannot be written \(Not a directory\)"):
+        _run(tiny_overrides, **{"output.dir": str(tmp_path / "a_file" / "run")})

@@ -398,7 +398,11 @@ class Recipe:
             )
         elif previous:
             self.layout.remove_outputs()
-        self.layout.mark()
+        try:  # creatable and writable, checked now rather than at the first checkpoint
+            self.layout.mark()
+        except OSError as err:
+            raise ConfigError(f"`output.dir` {str(self.run_dir)!r} cannot be written ({err.strerror}): "
+                              "choose a folder you can write to.") from err
 
 
     def _check_resume_settings(self) -> None:
