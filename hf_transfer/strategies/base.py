@@ -46,9 +46,6 @@ class Strategy:
     options_class: ClassVar[type] = StrategyOptions
     # Trains on the labelled source alone: a `source_only` baseline would repeat it.
     source_only: ClassVar[bool] = False
-    # Learns from the target's text without its labels: the run hands it text only, and
-    # settings that sample the target by label are refused.
-    unlabeled_target: ClassVar[bool] = False
     # Its last stage, named "target", trains on the labelled target: a `target_only` baseline
     # gets that stage's budget.
     target_stage: ClassVar[bool] = False

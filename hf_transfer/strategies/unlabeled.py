@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 class UnlabeledTargetStrategy(Strategy):
     family = TRANSDUCTIVE
-    unlabeled_target = True
     needs_unsharded = True  # the model is swapped or wrapped between stages
 
     def __init__(self, recipe):
