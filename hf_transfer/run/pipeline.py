@@ -447,8 +447,20 @@ def run_from_command_line(recipe_class: type, default_config: Path, description:
         recipe_class(config).run()
     except HfTransferError as err:
         print(f"{'stopped' if isinstance(err, Preempted) else 'error'}: {err}", file=sys.stderr)
+        if isinstance(err, Preempted):
+            _end_process_group()
         return err.exit_code
     return 0
+
+
+def _end_process_group() -> None:
+    """After a preemption every process stopped at the same step: destroy the process group
+    before the interpreter exits, or gloo's threads can abort the process at shutdown (exit
+    -6 instead of 75)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _peak_memory(accelerator) -> dict:

@@ -28,6 +28,7 @@ def main(model_dir: str, data_file: str, out_file: str) -> None:
     metrics = engine.evaluate(classifier.model.to(accelerator.device), {"target/test": data["test"]}, 5)
     if accelerator.is_main_process:
         Path(out_file).write_text(json.dumps(metrics, indent=1))
+    accelerator.end_training()  # destroy the process group before exit (a gloo abort otherwise)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def main(n: int, batch_size: int, out_file: str, tokenizer_dir: str) -> None:
     if accelerator.is_main_process:
         Path(out_file).write_text(json.dumps({"num_processes": accelerator.num_processes,
                                               "epochs": epochs}))
+    # Destroy the process group before the interpreter exits: otherwise gloo's threads can
+    # abort the process at shutdown ("terminate called without an active exception").
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
