@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import ModelConfig
@@ -97,7 +98,26 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
             output_loading_info=True, **weights_format(cfg.allow_pickle), **kwargs)
     except OSError as err:
         raise weights_error(shown_as or name_or_path, err, "`model.allow_pickle`") from err
+    except SafetensorError as err:
+        raise damaged_weights_error(shown_as or name_or_path, err) from err
+    require_finite(model, shown_as or name_or_path)
     return model, set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+
+
+def damaged_weights_error(name_or_path: str, err: Exception) -> ConfigError:
+    return ConfigError(f"The safetensors weights of {str(name_or_path)!r} are damaged ({err}): the "
+                       "file is truncated or not a weights file. Copy or download the model again.")
+
+
+def require_finite(model: torch.nn.Module, name_or_path: str) -> None:
+    """Weights with NaN/inf (a corrupted file, or a model saved after it diverged) would give
+    one class for every text and NaN probabilities: refuse them, naming a few."""
+    bad = [name for name, p in model.named_parameters()
+           if p.is_floating_point() and not p.is_meta and not torch.isfinite(p).all()]
+    if bad:
+        raise ConfigError(f"{str(name_or_path)!r} has non-finite (NaN/inf) weights in {len(bad)} "
+                          f"tensor(s), e.g. {', '.join(bad[:3])}: the file is corrupted or the model "
+                          "diverged before it was saved. Restore or retrain it.")
 
 
 def check_max_length(cfg: ModelConfig, model: torch.nn.Module, tokenizer) -> None:

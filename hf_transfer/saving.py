@@ -16,12 +16,14 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
-from .modeling import resolve_model_path, weights_error, weights_format
+from .modeling import (damaged_weights_error, require_finite, resolve_model_path, weights_error,
+                       weights_format)
 
 META_FILE = "hf_transfer.json"
 
@@ -147,6 +149,9 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
             model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights)
     except OSError as err:
         raise weights_error(str(path), err, "`allow_pickle`") from err
+    except SafetensorError as err:
+        raise damaged_weights_error(path, err) from err
+    require_finite(model, path)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if device:
         model.to(device)

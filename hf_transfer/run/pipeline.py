@@ -231,12 +231,9 @@ class Recipe:
         """Train and evaluate; write ``results.json`` and the model. Returns the results."""
         cfg = self.config
         started = time.perf_counter()
-        self._check_output_dir()
         accelerator = self._start()
+        self._prepare_output_dir(accelerator)
         self._check_distributed(accelerator)
-        if accelerator.is_main_process and not cfg.output.resume_from_checkpoint:
-            write_json(self.layout.config, cfg.to_dict())  # what a resume must keep
-        accelerator.wait_for_everyone()
         with accelerator.main_process_first():
             data, tokenizer = self._prepare_data()
         stages = self.strategy.stages(data)
@@ -371,8 +368,27 @@ class Recipe:
 
     # --- steps of the run ---------------------------------------------------------------------
 
-    def _check_output_dir(self) -> None:
-        """Refuse to write over anything that is not an earlier run's output; mark the folder."""
+    def _prepare_output_dir(self, accelerator) -> None:
+        """Check the output folder on every process (the same error everywhere), then, once all
+        have looked, replace an earlier run's outputs, mark the folder and record the settings."""
+        cfg = self.config
+        replace = self._check_output_dir()
+        accelerator.wait_for_everyone()
+        if replace and accelerator.is_main_process:
+            self.layout.remove_outputs()
+        accelerator.wait_for_everyone()
+        try:  # creatable and writable, checked now rather than at the first checkpoint
+            self.layout.mark()
+        except OSError as err:
+            raise ConfigError(f"`output.dir` {str(self.run_dir)!r} cannot be written ({err.strerror}): "
+                              "choose a folder you can write to.") from err
+        if accelerator.is_main_process and not cfg.output.resume_from_checkpoint:
+            write_json(self.layout.config, cfg.to_dict())  # what a resume must keep
+        accelerator.wait_for_everyone()
+
+    def _check_output_dir(self) -> bool:
+        """Refuse to write over anything that is not an earlier run's output. True: an earlier
+        run's outputs are to be replaced (`output.overwrite`)."""
         out = self.config.output
         previous = self.layout.previous_outputs()
         if out.resume_from_checkpoint:
@@ -382,7 +398,8 @@ class Recipe:
                     "checkpoints/ folder: check `output.dir`, or drop the option to start anew."
                 )
             self._check_resume_settings()
-        elif previous and not self.layout.holds_a_run():
+            return False
+        if previous and not self.layout.holds_a_run():
             # The advice must be safe to follow: never suggest overwriting files of the user's.
             raise ConfigError(
                 f"`output.dir` {str(self.run_dir)!r} holds {', '.join(previous)}, which hf_transfer "
@@ -390,20 +407,13 @@ class Recipe:
                 "deleted. Choose another `--output.dir` (e.g. a new sub-folder), or move those "
                 "files away yourself."
             )
-        elif previous and not out.overwrite:
+        if previous and not out.overwrite:
             raise ConfigError(
                 f"`output.dir` {str(self.run_dir)!r} already holds a run ({', '.join(previous)}). "
                 "Pass `--output.overwrite true` to replace it, `--output.resume_from_checkpoint "
                 "latest` to continue it, or choose another `--output.dir`."
             )
-        elif previous:
-            self.layout.remove_outputs()
-        try:  # creatable and writable, checked now rather than at the first checkpoint
-            self.layout.mark()
-        except OSError as err:
-            raise ConfigError(f"`output.dir` {str(self.run_dir)!r} cannot be written ({err.strerror}): "
-                              "choose a folder you can write to.") from err
-
+        return bool(previous)
 
     def _check_resume_settings(self) -> None:
         """A resume continues the run it finds: settings that shape its data, model or schedule
