@@ -19,6 +19,7 @@ says how to transfer.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -33,13 +34,14 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 
 from ..atomic import write_json
+from ..baselines import NEGATIVE, format_transfer
 from ..config import ModelConfig, RunConfig, choice_problem, format_problems, parse_args
 from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
-from ..training import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
 from ..hub import push_run_from_config
+from ..layout import RunLayout
 from ..modeling import (build_on_meta, check_max_length, describe_model, load_classifier_model,
                         load_tokenizer)
 from ..report import write_report_safely
@@ -47,10 +49,9 @@ from ..saving import save_classifier
 from ..strategies import registry
 from ..strategies.base import Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
+from ..training import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
 from ..tuning import apply_tuning, check_tuning
-from ..baselines import NEGATIVE, format_transfer
 from .comparison import run_comparison
-from ..layout import RunLayout
 from .results import confusion_of, flat_config, format_summary, insert_after, one_line, run_results
 
 logger = logging.getLogger("hf_transfer")
@@ -424,8 +425,6 @@ class Recipe:
                            "run are not checked against the original ones.", self.run_dir,
                            self.layout.config.name)
             return
-        import json
-
         before = flat_config(json.loads(self.layout.config.read_text(encoding="utf-8")))
         now = flat_config(self.config.to_dict())
         changed = [f"`{key}` was {before.get(key)!r}, now {now.get(key)!r}"

@@ -53,6 +53,9 @@ class Strategy:
     uses_unlabeled_corpus: ClassVar[bool] = False
     # Changes or wraps the model in memory between stages: needs unsharded parameters.
     needs_unsharded: ClassVar[bool] = False
+    # The tuning methods it can work with (None: any), and why, for the refusal's message.
+    tuning_methods: ClassVar[Optional[tuple[str, ...]]] = None
+    tuning_reason: ClassVar[str] = ""
 
     def __init__(self, recipe: "Recipe"):
         self.recipe = recipe
@@ -62,6 +65,12 @@ class Strategy:
     # --- before anything loads ---------------------------------------------------------------
 
     def problems(self) -> list[str]:
+        """Its own rules about the configuration (each names the field and the fix). Overrides
+        extend ``super().problems()``."""
+        method = self.config.tuning.method
+        if self.tuning_methods is not None and method not in self.tuning_methods:
+            return [f"`tuning.method` is {method!r}, but `{self.name}` {self.tuning_reason}: choose "
+                    f"{', '.join(self.tuning_methods)}."]
         return []
 
     # --- data --------------------------------------------------------------------------------

@@ -93,19 +93,19 @@ class L2sp(Finetune):
     summary = "`finetune` with a penalty pulling the weights toward the source classifier's"
     options_class = L2spOptions
     needs_unsharded = True  # reads parameters by name
+    tuning_methods = ("full", "lora", "top_k")
+    tuning_reason = ("pulls trained encoder weights back, and with `frozen` there is nothing to "
+                     "pull toward the source")
 
     def __init__(self, recipe):
         super().__init__(recipe)
         self.penalty: Optional[L2SP] = None
 
     def problems(self) -> list[str]:
-        out = []
+        out = super().problems()
         if self.options.l2sp_alpha <= 0:
             out.append("`strategy.l2sp_alpha` is 0: `l2sp` needs a positive strength (e.g. 0.1); "
                        "use `finetune` for no penalty.")
-        if self.config.tuning.method == "frozen":
-            out.append("`strategy.name` is `l2sp` but `tuning.method` is `frozen`: no encoder weight "
-                       "trains, so there is nothing to pull toward the source; use full, lora or top_k.")
         return out
 
     def before_stage(self, stage, model):

@@ -38,12 +38,8 @@ class LpFt(NewHead):
     name = "lp_ft"
     summary = "linear probe (head only), then fine-tune (Kumar et al. 2022)"
     options_class = LpFtOptions
-
-    def problems(self) -> list[str]:
-        if self.config.tuning.method == "frozen":
-            return ["`strategy.name` is `lp_ft` but `tuning.method` is `frozen`: the probe already "
-                    "trains the head alone; choose full, lora or top_k for the fine-tuning stage."]
-        return []
+    tuning_methods = ("full", "lora", "top_k")
+    tuning_reason = "needs a method for its fine-tuning stage (the probe already trains the head alone)"
 
     def stages(self, data) -> list[Stage]:
         cfg, o = self.config, self.options

@@ -28,7 +28,8 @@ class FewShot(Sequential):
     summary = "`zero_shot`, then continue on k labelled examples per class in each target language"
 
     def problems(self) -> list[str]:
+        out = super().problems()
         if self.config.data.target.k_shot is None:
-            return ["`data.target.k_shot` is not set: `few_shot` trains on k labelled examples "
-                    "per class in each target language; set k (e.g. 16)."]
-        return []
+            out.append("`data.target.k_shot` is not set: `few_shot` trains on k labelled examples "
+                       "per class in each target language; set k (e.g. 16).")
+        return out

@@ -68,19 +68,13 @@ class Tapt(UnlabeledTargetStrategy):
     scenarios = ("domain_adaptation",)
     summary = "masked-LM pretraining on the target's own text, then the source classifier"
     options_class = MlmOptions
+    tuning_methods = MLM_TUNING
+    tuning_reason = "needs a method that changes the encoder in its masked-LM stage"
 
     def __init__(self, recipe):
         super().__init__(recipe)
         self.masked_lm: Optional[MaskedLM] = None
         self.report: Optional[dict] = None
-
-    def problems(self) -> list[str]:
-        out = super().problems()
-        method = self.config.tuning.method
-        if method not in MLM_TUNING:
-            out.append(f"`tuning.method` is {method!r}: the masked-LM stage of `{self.name}` "
-                       f"needs one that changes the encoder: {', '.join(MLM_TUNING)}.")
-        return out
 
     def load_data(self, raw, meta_model) -> None:
         check_masked_lm(self.config.model, self.config.tuning)  # architecture, before weights

@@ -31,7 +31,7 @@ class UnlabeledTargetStrategy(Strategy):
 
     def problems(self) -> list[str]:
         target = self.config.data.target
-        return [f"`data.target.{field}` is set, but `{self.name}` trains on the target's text "
+        return super().problems() + [f"`data.target.{field}` is set, but `{self.name}` trains on the target's text "
                 f"without its labels and `{field}` samples by label: remove it."
                 for field in ("k_shot", "max_train_samples") if getattr(target, field) is not None]
 
