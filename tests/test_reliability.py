@@ -257,11 +257,11 @@ def test_sigterm_reaching_one_of_two_processes_stops_both_at_the_same_step(
     _assert_same_outcome(resumed, reference_2.results)
 
 
-def test_ctrl_c_checkpoints_and_resumes_identically_and_a_second_one_stops_at_once(
+def test_ctrl_c_checkpoints_and_resumes_identically(
         tiny_model, tiny_data, tmp_path, reference_1):
     """Ctrl-C in a terminal (SIGINT to the foreground process group, here the script run
     without a launcher): checkpoint at the next update boundary, exit 75, no traceback; the
-    resumed run equals the uninterrupted one. Two Ctrl-C: stop at once."""
+    resumed run equals the uninterrupted one."""
     command, env = launch_command(SCRIPT, [], 1)
     script = [sys.executable, str(REPO / SCRIPT)]
     args = overrides_to_args(_run_overrides(tiny_model, tiny_data, tmp_path / "run"))
@@ -276,14 +276,24 @@ def test_ctrl_c_checkpoints_and_resumes_identically_and_a_second_one_stops_at_on
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     _assert_same_outcome(_resume(tiny_model, tiny_data, tmp_path / "run", 1), reference_1.results)
 
-    args = overrides_to_args(_run_overrides(tiny_model, tiny_data, tmp_path / "twice"))
-    proc = subprocess.Popen([*script, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_for_first_checkpoint(proc, tmp_path / "twice")
-    os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(1.0)  # two signals before the handler runs would count as one
-    os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=120) not in (0, 75)  # KeyboardInterrupt: stopped at once
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    """In a subprocess the run may reach its checkpoint before a second signal lands, so the
+    handler is driven here directly: the first SIGINT only sets the flag, the second raises."""
+    from types import SimpleNamespace
+
+    from hf_transfer.training.faults import FaultGuard
+
+    # What the guard reads of an Accelerator, for one CPU process (no Accelerator state made).
+    one_process = SimpleNamespace(device=torch.device("cpu"), num_processes=1, scaler=None)
+    guard = FaultGuard(one_process, "stop")
+    with guard.catching_stop_signals():
+        signal.raise_signal(signal.SIGINT)
+        assert guard.signal and guard.signal_name == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 # --- SIGKILL at random moments -------------------------------------------------------------
