@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
 from accelerate import Accelerator
+from safetensors import SafetensorError
 
 from ..atomic import PARTIAL, clean_leftovers, publish_dir, remove_tree, write_json
 from ..errors import ConfigError
@@ -30,6 +32,17 @@ RESULT_FILE = "result.json"
 SAFE_LOAD = {"weights_only": True}
 FINISHED = "finished"  # resume plan entry: the stage completed in an earlier attempt
 CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+
+
+def weights_bytes(model) -> int:
+    """Bytes of the model's weights in float32 (works on a model built on the meta device)."""
+    return 4 * sum(p.numel() for p in model.parameters())
+
+
+def checkpoint_bytes(model, tuning_method: str) -> int:
+    """A rough size of one checkpoint: the weights, and under full tuning Adam's two moments
+    for every weight (the other methods' optimizer state is small beside the weights)."""
+    return weights_bytes(model) * (3 if tuning_method == "full" else 1)
 
 
 def list_checkpoints(stage_dir: Path) -> list[Path]:
@@ -199,7 +212,7 @@ class CheckpointStore:
         if not (checkpoint / f"random_states_{acc.process_index}.pkl").is_file():
             logger.warning("%s has no random state for process %d: dropout and shuffling will "
                            "differ from an uninterrupted run.", checkpoint, acc.process_index)
-        acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD)
+        self._load(checkpoint)
         # The best checkpoint is a sibling: a run folder that was moved or copied still resumes.
         if state.best_checkpoint:
             state.best_checkpoint = str(self.stage_dir / Path(state.best_checkpoint).name)
@@ -210,7 +223,7 @@ class CheckpointStore:
         result = _from_saved(StageResult, json.loads(self.result_file.read_text(encoding="utf-8")))
         best = self.path_for(result.best_step)
         logger.info("Stage %r already finished; restoring its best checkpoint %s", stage_name, best)
-        self.acc.load_state(str(best), load_kwargs=SAFE_LOAD)
+        self._load(best)
         return result
 
     def load_best(self, best_checkpoint: Optional[str], best_step: Optional[int]) -> None:
@@ -218,4 +231,22 @@ class CheckpointStore:
         latest = list_checkpoints(self.stage_dir)[-1]
         if best_checkpoint and Path(best_checkpoint) != latest:
             logger.info("Loading the best checkpoint (step %d)", best_step)
-            self.acc.load_state(best_checkpoint, load_kwargs=SAFE_LOAD)
+            self._load(Path(best_checkpoint))
+
+    def _load(self, checkpoint: Path) -> None:
+        """``load_state``; a checkpoint that is damaged (truncated, overwritten) or that does not
+        fit this run's model becomes one message naming it, and the checkpoints to use instead."""
+        try:
+            self.acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD)
+        except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, OSError, KeyError,
+                ValueError) as err:
+            # torch's unpickling message advises weights_only=False: not advice to pass on.
+            reason = ("not a readable torch file" if isinstance(err, pickle.UnpicklingError)
+                      else (str(err).strip().splitlines() or ["-"])[0][:300])
+            others = [str(c) for c in list_checkpoints(self.stage_dir) if c.name != Path(checkpoint).name]
+            instead = (f"resume from another checkpoint (`--output.resume_from_checkpoint {others[-1]}`)"
+                       if others else "start the run anew (`--output.overwrite true`)")
+            raise ConfigError(
+                f"Checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {reason}): it is "
+                f"damaged, or it was written for another model. Delete or move it away and "
+                f"{instead}.") from err
