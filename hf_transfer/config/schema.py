@@ -292,6 +292,9 @@ class TrainingConfig:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[method]
 
 
+LABEL_SHIFTS = ("none", "mean", "em")
+
+
 @dataclass
 class StrategyConfig:
     name: str = setting("source_only", "Transfer strategy; the recipe lists the ones it knows.")
@@ -299,6 +302,13 @@ class StrategyConfig:
         "source", "Which validation split picks the best checkpoint of the source stage: "
         "`source`, or `target` (uses labelled target data; source-language selection is known "
         "to mislead for other languages)."
+    )
+    label_shift: str = setting(
+        "none", "Strategies that train on the source labels only: correct the classifier for the "
+        "target's label distribution, estimated from the target's unlabelled training texts after "
+        "calibrating on the source validation split: `mean` (the calibrated posteriors' mean) or "
+        "`em` (Saerens et al. 2002); folded into the output layer, so the saved model carries it. "
+        "`none` keeps the source's. See docs/recipes.md."
     )
     target_num_epochs: float = setting(
         10, "`sequential`: epochs on the few labelled target examples after the source stage."
@@ -340,7 +350,7 @@ class StrategyConfig:
             self.options = strategy_registry().options_for(self.name)
 
     def problems(self, path: str) -> list[str]:
-        out = _choice_problems(path, self, {"select_on": ("source", "target")})
+        out = _choice_problems(path, self, {"select_on": ("source", "target"), "label_shift": LABEL_SHIFTS})
         # Whether `name` is a strategy of the scenario is the recipe's check (it knows which).
         out += self.options.problems(path)
         if self.target_num_epochs <= 0:

@@ -42,6 +42,7 @@ from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
 from ..hub import push_run_from_config
+from ..label_shift import correct_label_shift, has_output_bias
 from ..layout import RunLayout
 from ..modeling import (build_on_meta, check_max_length, describe_model, load_classifier_model,
                         load_tokenizer)
@@ -103,6 +104,7 @@ class Recipe:
         self.run_dir = self.layout.root
         self.results: Optional[dict] = None
         self.model: Optional[torch.nn.Module] = None  # the final classifier (unwrapped)
+        self.label_shift: Optional[dict] = None  # `strategy.label_shift`: what it estimated
         # A run inside another (a baseline arm, or the transfer strategy on another seed): no
         # report, no end_training, a one-line summary. Set by the run that starts it.
         self.nested = False
@@ -179,9 +181,9 @@ class Recipe:
         return model
 
     def needs_unsharded(self) -> bool:
-        """Whether this run changes the model in memory between stages (so FSDP/DeepSpeed,
-        which shard parameters, cannot run it)."""
-        return self.strategy.needs_unsharded
+        """Whether this run changes the model in memory between stages or after training (so
+        FSDP/DeepSpeed, which shard parameters, cannot run it)."""
+        return self.strategy.needs_unsharded or self.config.strategy.label_shift != "none"
 
     def extra_results(self, data: RunData, matrix: dict) -> dict:
         """Scenario-specific sections added to results.json."""
@@ -250,6 +252,9 @@ class Recipe:
                         cfg.training.pad_to_multiple_of)
         eval_sets = self.eval_sets(data)
         model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)
+        if cfg.strategy.label_shift != "none" and self.arm is None:
+            self.label_shift = correct_label_shift(engine, model, data, eval_sets, cfg.training.eval_batch_size,
+                                                   cfg.strategy.label_shift)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
                             results_of_stages, started, data_seconds)
 
@@ -266,6 +271,8 @@ class Recipe:
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
         self.strategy.load_data(raw, meta_model)
         check_tuning(meta_model, cfg.tuning)
+        if cfg.strategy.label_shift != "none":
+            self._check_label_shift(raw, meta_model)
         self._check_free_space(meta_model)
         tokenizer = load_tokenizer(self.tokenizer_config())
         check_max_length(cfg.model, meta_model, tokenizer)
@@ -321,6 +328,8 @@ class Recipe:
         confusion = confusion_of(engine.predictions, list(data.labels.names))
         if confusion is not None:
             results = insert_after(results, "eval_matrix", "confusion_matrix", confusion)
+        if self.label_shift:
+            results = insert_after(results, "eval_matrix", "label_shift", self.label_shift)
         self.model = unwrap(accelerator, model)
         if accelerator.is_main_process:
             if cfg.output.save_model:
@@ -461,6 +470,17 @@ class Recipe:
         elif accelerator.is_main_process:
             write_json(path, summary)
         accelerator.wait_for_everyone()
+
+    def _check_label_shift(self, raw: RunData, meta_model: torch.nn.Module) -> None:
+        """`strategy.label_shift` needs unlabelled target texts and an output bias to carry it."""
+        if not len(raw.target.get("train", [])):
+            raise ConfigError("`strategy.label_shift` estimates the target's label distribution from its "
+                              "training texts, but `data.target` has no train split: give it one (its "
+                              "labels are not used), or set `strategy.label_shift` none.")
+        if not has_output_bias(meta_model, len(raw.labels)):
+            raise ConfigError(f"`strategy.label_shift` is folded into the classifier's output bias, but "
+                              f"{self.config.model.name_or_path!r}'s classification head has none: set "
+                              "`strategy.label_shift` none.")
 
     def _check_free_space(self, meta_model: torch.nn.Module) -> None:
         """Refuse a run whose first checkpoint and saved model cannot fit on the output disk

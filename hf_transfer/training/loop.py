@@ -170,26 +170,36 @@ class Engine:
                 )
         return results
 
-    @torch.no_grad()
     def predict(self, model, split: datasets.Dataset, batch_size: int):
         """Predicted ids, gold ids and row indices, each row exactly once across processes."""
+        predictions, references, indices = [], [], []
+        for logits, labels, idx in self._gathered_logits(model, split, batch_size):
+            predictions += logits.argmax(-1).tolist()
+            references += labels.tolist()
+            indices += idx.tolist()
+        return predictions, references, indices
+
+    def predict_logits(self, model, split: datasets.Dataset, batch_size: int):
+        """Logits (float32, on the CPU) and gold ids of every row of ``split``, in row order, on
+        every process."""
+        parts = [(logits.float().cpu(), labels.cpu(), idx.cpu())
+                 for logits, labels, idx in self._gathered_logits(model, split, batch_size)]
+        order = torch.argsort(torch.cat([idx for _, _, idx in parts]))
+        return torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order]
+
+    @torch.no_grad()
+    def _gathered_logits(self, model, split: datasets.Dataset, batch_size: int) -> Iterator:
+        """(logits, gold ids, row indices) per batch, gathered from every process."""
         # Longest rows first: similar lengths share a batch, so little padding is computed.
         batches = make_loader(split, self.tokenizer, batch_size, shuffle=False, group_by_length=True,
                               pad_to_multiple_of=self.pad_to_multiple_of)
-        predictions, references, indices = [], [], []
         with evaluation_loader(self.accelerator, batches) as loader:
             model.eval()
             for batch in loader:
                 idx = batch.pop("idx")
                 logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
                 # gather_for_metrics drops the samples DDP repeats to even out the last batch.
-                pred, ref, idx = self.accelerator.gather_for_metrics(
-                    (logits.argmax(-1), batch["labels"], idx)
-                )
-                predictions += pred.tolist()
-                references += ref.tolist()
-                indices += idx.tolist()
-        return predictions, references, indices
+                yield self.accelerator.gather_for_metrics((logits, batch["labels"], idx))
 
     # --- training -----------------------------------------------------------------------
 
