@@ -40,7 +40,7 @@ from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
-from ..hub import push_run_from_config
+from ..hub import push_run_from_config, write_model_card
 from ..layout import RunLayout
 from ..modeling import (build_on_meta, check_max_length, describe_model, load_classifier_model,
                         load_tokenizer)
@@ -321,7 +321,7 @@ class Recipe:
         if accelerator.is_main_process:
             if cfg.output.save_model:
                 self.save_model(self.model, tokenizer, data, state_dict)
-            write_json(self.layout.results, results)
+            self._write_results(results)
             print(format_summary(results) if not self.nested else one_line(self, results))
         accelerator.wait_for_everyone()
         self.results = results
@@ -341,13 +341,19 @@ class Recipe:
         results = insert_after(results, after, "transfer", transfer)
         self.results = results
         if accelerator.is_main_process:
-            write_json(self.layout.results, results)
+            self._write_results(results)
             print(format_transfer(transfer))
             if transfer["verdict"] == NEGATIVE:
                 logger.warning("NEGATIVE TRANSFER: %s The target-only baseline is better; see %s",
                                transfer["summary"], self.layout.report)
         accelerator.wait_for_everyone()
         return results
+
+    def _write_results(self, results: dict) -> None:
+        """results.json, and the saved model's card with them (its evaluation, its verdict)."""
+        write_json(self.layout.results, results)
+        if self.config.output.save_model and self.layout.model.is_dir():
+            write_model_card(self.layout.model, results)
 
     def nested_run(self, config: RunConfig, arm: Optional[str]) -> dict:
         """Run this scenario with ``config`` as one arm of the comparison (None: the strategy
