@@ -35,7 +35,8 @@ from accelerate.utils import set_seed
 
 from ..atomic import write_json
 from ..baselines import NEGATIVE, format_transfer
-from ..config import ModelConfig, RunConfig, choice_problem, format_problems, parse_args
+from ..config import (DEFAULT_LEARNING_RATES, ModelConfig, RunConfig, choice_problem, format_problems,
+                      parse_args)
 from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
@@ -238,6 +239,8 @@ class Recipe:
         with accelerator.main_process_first():
             data, tokenizer = self._prepare_data()
         stages = self.strategy.stages(data)
+        if not self.nested:  # a baseline arm would repeat it
+            self._warn_about_learning_rates(stages)
         plan = resume_plan(self.layout.checkpoints, self.scenario_stage_names() + [s.name for s in stages],
                            cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
@@ -249,6 +252,21 @@ class Recipe:
         model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
                             results_of_stages, started, data_seconds)
+
+    def _warn_about_learning_rates(self, stages: list[Stage]) -> None:
+        """Full fine-tuning at a rate made for LoRA or a new head (loss flat, one class predicted)."""
+        training = self.config.training
+        for stage in stages:
+            if self.strategy.tuning_for(stage).method != "full" or stage.learning_rate <= FULL_TUNING_MAX_USUAL_LR:
+                continue
+            source = (f"`{training.learning_rate_source('full')}`"
+                      if stage.learning_rate == training.learning_rate_for("full")
+                      else "the strategy's own rate for it (e.g. `strategy.target_learning_rate`)")
+            logger.warning(
+                "Stage %r fine-tunes the whole model (`tuning.method` full) at learning rate %g, from "
+                "%s: a rate typical of LoRA or a new head. Full fine-tuning usually needs 1e-5 to 5e-5 "
+                "(default %g); at %g it often stops learning and predicts one class. Set it lower.",
+                stage.name, stage.learning_rate, source, DEFAULT_LEARNING_RATES["full"], stage.learning_rate)
 
     def _prepare_data(self):
         """Data and tokenizer, every check that needs no weights done first."""
@@ -443,6 +461,10 @@ class Recipe:
                 f"settings (they are in {self.layout.config}), or start a new run in another "
                 "`--output.dir`.")
 
+
+# Full fine-tuning above this rate is suspicious: rates this large are typical of LoRA and
+# fresh heads, and make a pretrained encoder forget (loss flat, one class predicted).
+FULL_TUNING_MAX_USUAL_LR = 1e-4
 
 # Settings a resumed run may change: where and what it writes and reports, not what it trains.
 FREE_ON_RESUME = ("output.", "training.eval_batch_size", "training.log_with", "training.logging_steps",
