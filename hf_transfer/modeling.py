@@ -111,13 +111,20 @@ def load_report_silenced():
     """Mute transformers' LOAD REPORT (and its "newly initialized ... Consider training" note)
     for a load whose missing weights the caller restores right after; the caller reports
     what is not restored (:func:`report_unrestored`)."""
+    # A filter, not a higher level: transformers runs extra checks (and warns about tensor
+    # parallelism) when that logger's own level is WARNING or above.
     report_logger = logging.getLogger("transformers.modeling_utils")
-    level = report_logger.level
-    report_logger.setLevel(logging.ERROR)
+    drop_report = _DropLoadReport()
+    report_logger.addFilter(drop_report)
     try:
         yield
     finally:
-        report_logger.setLevel(level)
+        report_logger.removeFilter(drop_report)
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
 
 
 def report_unrestored(model: torch.nn.Module, loading_info: dict, restored: set[str],
