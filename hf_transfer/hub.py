@@ -491,7 +491,10 @@ def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
                  "from peft import AutoPeftModelForSequenceClassification\n\n"
                  f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n\n'
                  "Its base (`base_model_name_or_path` in `adapter_config.json`) is the classifier "
-                 "saved next to the adapter, without LoRA: the pretrained encoder and the trained head. "
+                 "saved next to the adapter, without LoRA: the pretrained encoder and the trained head"
+                 + ("." if _is_hub_id(repo_id) else
+                    ", named by this folder's absolute path (after moving the folder, load it with "
+                    "`pipeline` or `load_classifier`, which do not read that path).") + " "
                  "To get a standalone model without PEFT, merge the adapter: "
                  "`hf-transfer merge MODEL_DIR OUT_DIR` (or `hf_transfer.merge_adapter`).")
     else:
