@@ -14,6 +14,7 @@ kernel crash or power loss the newest files may be empty or missing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,10 +24,15 @@ TRASH = ".trash"
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as JSON through a temporary file and a rename."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL)
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    partial.write_text(text, encoding="utf-8")
     partial.replace(path)
 
 
@@ -58,6 +64,7 @@ def partial_dir(final: Path) -> Path:
 def publish_dir(partial: Path, final: Path) -> None:
     """Move a completely written folder into place, replacing (then deleting) an older one."""
     partial, final = Path(partial), Path(final)
+    follow_umask(partial)
     trash = final.with_name(final.name + TRASH)
     if trash.exists():  # left by a save killed between the two renames below
         shutil.rmtree(trash)
@@ -67,6 +74,23 @@ def publish_dir(partial: Path, final: Path) -> None:
     partial.rename(final)
     if replaced:
         shutil.rmtree(trash)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give the files under ``folder`` the mode the user's umask gives any new file. Libraries
+    that write through a private temporary file (``mkstemp``: mode 0600) and rename it, as the
+    safetensors writer does, would otherwise leave a shared folder unreadable by the group."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def clean_leftovers(folder: Path, pattern: str = "*") -> list[Path]:

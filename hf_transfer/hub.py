@@ -22,6 +22,7 @@ from typing import Optional, Union
 import yaml
 
 from .config import REPO_ID_PATTERN
+from .atomic import write_text
 from .errors import ConfigError, HfTransferError
 from .layout import MODEL_DIR, RESULTS_FILE
 from .report import describe_data, describe_filter
@@ -30,6 +31,7 @@ logger = logging.getLogger("hf_transfer")
 
 META_FILE = "hf_transfer.json"  # the same name as saving.META_FILE (not imported: no cycle)
 CARD_FILE = "README.md"
+ADAPTER_CONFIG = "adapter_config.json"
 DEFAULT_COMMIT_MESSAGE = "Upload text classifier trained with hf_transfer"
 # Eval-matrix rows reported as model-index metrics.
 CARD_METRIC_ROWS = ("target/test", "source/test")
@@ -96,6 +98,8 @@ def push_to_hub(run_dir_or_model_dir: Union[str, Path], repo_id: str, private: b
     card = build_model_card(meta, results, repo_id)
     card_bytes = str(card).encode("utf-8")
     files = _files_to_push(model_dir)
+    if ADAPTER_CONFIG in files:
+        files[ADAPTER_CONFIG] = _adapter_config_for_repo(files[ADAPTER_CONFIG], repo_id)
     branch = revision or "main"
 
     api = HfApi(token=token)
@@ -106,8 +110,8 @@ def push_to_hub(run_dir_or_model_dir: Union[str, Path], repo_id: str, private: b
         if branch != "main":
             api.create_branch(repo_id, branch=branch, exist_ok=True)
         remote = set(api.list_repo_files(repo_id, revision=branch))
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
-                      for name, path in files.items()]
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content)
+                      for name, content in files.items()]
         pushed = set(files) | {CARD_FILE}
         if results_file is not None:
             operations.append(CommitOperationAdd(RESULTS_FILE, str(results_file)))
@@ -163,14 +167,26 @@ def check_repo_id(repo_id: str) -> None:
         )
 
 
-def _files_to_push(model_dir: Path) -> dict[str, Path]:
-    """Every file of the saved folder, except its old card (replaced) and hidden files."""
+def _files_to_push(model_dir: Path) -> dict[str, Union[str, bytes]]:
+    """Every file of the saved folder (its path), except its old card (replaced) and hidden
+    files."""
     files = {}
     for path in sorted(model_dir.rglob("*")):
         name = path.relative_to(model_dir).as_posix()
         if path.is_file() and name != CARD_FILE and not any(p.startswith(".") for p in name.split("/")):
-            files[name] = path
+            files[name] = str(path)
     return files
+
+
+def _adapter_config_for_repo(path: str, repo_id: str) -> bytes:
+    """The adapter config as pushed: its base is the repo itself, which holds the classifier
+    under the adapter (``config.json`` with the label names, ``model.safetensors``).
+    transformers' pipeline and peft's AutoPeftModelForSequenceClassification build a Hub
+    adapter's model from that base; the pretrained encoder's own config would give them a
+    2-label head that the adapter's head does not fit."""
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = repo_id
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _stored_token() -> Optional[str]:
@@ -308,14 +324,32 @@ def download_classifier(repo_id: str, revision: Optional[str] = None,
 # --- model card -------------------------------------------------------------------------------
 
 
-def build_model_card(meta: dict, results: Optional[dict], repo_id: str):
-    """A ``huggingface_hub.ModelCard`` for a saved classifier and (optionally) its run results."""
+def write_model_card(model_dir: Union[str, Path], results: Optional[dict] = None,
+                     shown_as: Optional[str] = None) -> None:
+    """Write the card (``README.md``) of a saved model folder: the card a push writes, with
+    ``shown_as`` (default: the folder) as what its snippets load."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    shown_as = shown_as or str(model_dir)
+    card = build_model_card(meta, results, shown_as, title=_local_title(Path(shown_as)))
+    write_text(model_dir / CARD_FILE, str(card))
+
+
+def _local_title(folder: Path) -> str:
+    """A run's ``model`` folder is named after its run folder."""
+    return folder.parent.name if folder.name == MODEL_DIR and folder.parent.name else folder.name
+
+
+def build_model_card(meta: dict, results: Optional[dict], repo_id: str, title: Optional[str] = None):
+    """A ``huggingface_hub.ModelCard`` for a saved classifier and (optionally) its run results;
+    ``repo_id`` (a Hub id, or a local folder) is what its snippets load, ``title`` its heading
+    (default: the repo's name)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     results = results or {}
     config = results.get("config") or {}
     is_adapter = meta.get("format") == "peft"
-    name = repo_id.split("/")[-1]
+    name = title or repo_id.split("/")[-1]
     base_model = meta.get("base_model")
     hub_base = base_model if _is_hub_id(base_model) else None
     scenario, strategy = results.get("scenario"), results.get("strategy")
@@ -441,16 +475,30 @@ def _transfer_section(transfer: dict) -> str:
 
 
 def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
-    text = ("## How to load\n\n```bash\npip install hf-transfer-recipes\n```\n\n```python\n"
+    labels = meta.get("labels") or []
+    text = ("## How to load\n\nWith hf_transfer (`pip install hf-transfer-recipes`):\n\n```python\n"
             "from hf_transfer import load_classifier\n\n"
             f'classifier = load_classifier("{repo_id}")\n'
-            "print(classifier.predict([\"an example text to classify\"]))  # label names\n```")
+            "print(classifier.predict([\"an example text to classify\"]))  # label names\n```\n\n"
+            "With transformers alone"
+            + (" (and `peft` installed: it applies the LoRA adapter)" if is_adapter else "")
+            + f", label names ({', '.join(f'`{label}`' for label in labels)}) included:\n\n```python\n"
+            "from transformers import pipeline\n\n"
+            f'classify = pipeline("text-classification", model="{repo_id}")\n'
+            "print(classify(\"an example text to classify\", top_k=None))  # every label's probability\n```")
     if is_adapter:
-        text += ("\n\nThe base model is downloaded as well. To get a standalone model without PEFT, "
-                 "merge the adapter: `hf-transfer merge MODEL_DIR OUT_DIR` (or "
-                 "`hf_transfer.merge_adapter`).")
+        text += ("\n\nWith peft:\n\n```python\n"
+                 "from peft import AutoPeftModelForSequenceClassification\n\n"
+                 f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n\n'
+                 "Its base (`base_model_name_or_path` in `adapter_config.json`) is the classifier "
+                 "saved next to the adapter, without LoRA: the pretrained encoder and the trained head"
+                 + ("." if _is_hub_id(repo_id) else
+                    ", named by this folder's absolute path (after moving the folder, load it with "
+                    "`pipeline` or `load_classifier`, which do not read that path).") + " "
+                 "To get a standalone model without PEFT, merge the adapter: "
+                 "`hf-transfer merge MODEL_DIR OUT_DIR` (or `hf_transfer.merge_adapter`).")
     else:
-        text += ("\n\nWith transformers alone:\n\n```python\n"
+        text += ("\n\nOr the model itself:\n\n```python\n"
                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
                  f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}")\n'
                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n```')
@@ -458,8 +506,10 @@ def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
 
 
 def _files_section(is_adapter: bool) -> str:
-    model = ("`adapter_config.json`, `adapter_model.safetensors` (LoRA weights and the trained head)"
-             if is_adapter else "`config.json`, `model.safetensors`")
+    model = ("`adapter_config.json`, `adapter_model.safetensors` (LoRA weights and the trained head); "
+             "`config.json` (the classifier, with the label names), `model.safetensors` (the classifier "
+             "under the adapter: the pretrained encoder and the trained head)"
+             if is_adapter else "`config.json` (with the label names), `model.safetensors`")
     return (f"## Files\n\n{model}; the tokenizer; `hf_transfer.json` (label names in id order, base "
             "model, max length); `results.json` (the run's full results, when pushed from a run).")
 

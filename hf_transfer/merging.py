@@ -31,13 +31,11 @@ def merge_adapter(model_dir: Union[str, Path], out_dir: Union[str, Path]) -> Pat
             f"{str(model_dir)!r} is already a standalone classifier (not a LoRA adapter): there is "
             "nothing to merge; use the folder as it is."
         )
-    # save_classifier recorded the base model's Hub id in the adapter config.
-    base_model = next(iter(classifier.model.peft_config.values())).base_model_name_or_path
     merged = classifier.model.merge_and_unload()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.merging-{uuid.uuid4().hex[:8]}"
     try:
-        save_classifier(merged, classifier.tokenizer, staging, classifier.labels, base_model,
+        save_classifier(merged, classifier.tokenizer, staging, classifier.labels, classifier.base_model,
                         classifier.max_length, "lora",
                         text_prefix=classifier.text_prefix)
         if out_dir.exists():

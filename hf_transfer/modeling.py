@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -121,6 +123,54 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
         raise damaged_weights_error(shown_as or name_or_path, err) from err
     require_finite(model, shown_as or name_or_path)
     return model, set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+
+
+@contextmanager
+def load_report_silenced():
+    """Mute transformers' LOAD REPORT (and its "newly initialized ... Consider training" note)
+    for a load whose missing weights the caller restores right after; the caller reports
+    what is not restored (:func:`report_unrestored`)."""
+    # A filter, not a higher level: transformers runs extra checks (and warns about tensor
+    # parallelism) when that logger's own level is WARNING or above.
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    drop_report = _DropLoadReport()
+    report_logger.addFilter(drop_report)
+    try:
+        yield
+    finally:
+        report_logger.removeFilter(drop_report)
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+def report_unrestored(model: torch.nn.Module, loading_info: dict, restored: set[str],
+                      shown_as: str) -> None:
+    """Warn about the weights a silenced load lacked (or could not use) that no module in
+    ``restored`` (module names, e.g. the adapter's ``classifier``) brought back."""
+    def is_restored(key: str) -> bool:
+        return any(key == name or key.startswith(name + ".") for name in restored)
+
+    lacking = set(loading_info.get("missing_keys", [])) | {k for k, *_ in loading_info.get("mismatched_keys", [])}
+    random = sorted(k for k in lacking if not is_restored(k))
+    unused = sorted(loading_info.get("unexpected_keys", []))
+    if random:
+        logger.warning("%s: %d weight(s) were not in the checkpoint and are random: %s", shown_as,
+                       len(random), ", ".join(random[:8]))
+    if unused:
+        logger.warning("%s: %d weight(s) of the checkpoint fit no part of the model and were "
+                       "ignored: %s", shown_as, len(unused), ", ".join(unused[:8]))
+
+
+@contextmanager
+def peft_deprecation_silenced():
+    """peft (0.21) reads transformers' deprecated ``is_gradient_checkpointing`` whenever it
+    wraps a model: a FutureWarning about peft's code that the user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def damaged_weights_error(name_or_path: str, err: Exception) -> ConfigError:

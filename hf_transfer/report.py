@@ -274,7 +274,19 @@ def _data_markdown(data: dict) -> str:
         for split, n in (info.get("splits") or {}).items():
             counts = (info.get("label_counts") or {}).get(split) or {}
             rows.append(f"| {role} | {split} | {n} | " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " |")
-    return "## Data\n\n" + "\n".join(rows)
+    text = "## Data\n\n" + "\n".join(rows)
+    checked = {role: info["checks"] for role, info in data.items() if info.get("checks")}
+    if checked:
+        from .data.loading import DATA_CHECKS
+
+        rows = ["| data | split | " + " | ".join(heading for _, heading in DATA_CHECKS) + " |",
+                "|---|---|" + "---:|" * len(DATA_CHECKS)]
+        for role, checks in checked.items():
+            for split, counts in checks.items():
+                rows.append(f"| {role} | {split} | " + " | ".join(str(counts.get(key, 0)) for key, _ in DATA_CHECKS) + " |")
+        text += ("\n\nData checks (rows kept as they are; evaluation texts also in train make "
+                 "their scores optimistic):\n\n" + "\n".join(rows))
+    return text
 
 
 # --- figures (each returns a matplotlib Figure, or None when there is nothing to draw) -------------

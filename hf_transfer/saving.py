@@ -1,9 +1,20 @@
 """Save a trained classifier so it reloads without the training code; load it back; predict.
 
-A saved folder holds the model (a full ``save_pretrained`` checkpoint, or a PEFT adapter
-whose ``modules_to_save`` carry the trained head), the tokenizer and ``hf_transfer.json``:
-the label names, the base model's Hub id and the max length. ``load_classifier`` rebuilds
-exactly the classifier that was trained (same logits) with its label names.
+A saved folder holds the model, the tokenizer, ``hf_transfer.json`` (the label names, the base
+model's Hub id, the max length) and the model card (``README.md``). ``load_classifier``
+rebuilds exactly the classifier that was trained (same logits) with its label names.
+
+The folder also loads without hf_transfer, with the label names: ``config.json`` is the
+classifier's config (architecture, ``id2label``, ``label2id``). A full, frozen or top-k run
+saves a plain transformers checkpoint. A LoRA run saves the PEFT adapter (``adapter_*``,
+``modules_to_save`` carrying the trained head) *and* the classifier it was trained on, without
+LoRA (``model.safetensors``: the base encoder and the trained head): transformers loads a local
+folder holding both as "a model with an embedded adapter" — the classifier from the folder, the
+adapter on top — so ``pipeline("text-classification", model=folder)`` works offline, and
+``adapter_config.json`` names the folder itself as the base, so peft's
+``AutoPeftModelForSequenceClassification`` builds the same classifier (a push names the Hub repo
+instead, see ``hub.py``). Without that base, both would build a 2-label head from the base
+model's own config and fail on the adapter's head.
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
-from .modeling import (damaged_weights_error, require_finite, resolve_model_path, weights_error,
+from .hub import write_model_card
+from .modeling import (damaged_weights_error, load_report_silenced, peft_deprecation_silenced,
+                       report_unrestored, require_finite, resolve_model_path, weights_error,
                        weights_format)
 
 META_FILE = "hf_transfer.json"
@@ -41,12 +54,7 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
     folder = partial_dir(final)
     is_adapter = _is_peft(model)
     if is_adapter:
-        # Record the Hub id, not a packaged local folder, so the adapter loads anywhere.
-        for adapter_config in model.peft_config.values():
-            adapter_config.base_model_name_or_path = base_model
-        # The adapter plus the trained head (modules_to_save). Embeddings are never tuned, and
-        # "auto" would ask the Hub about the base model.
-        model.save_pretrained(folder, save_embedding_layers=False, state_dict=state_dict)
+        _save_adapter_and_base(model, folder, final, state_dict)
     else:
         model.save_pretrained(folder, state_dict=state_dict)  # safetensors
     tokenizer.save_pretrained(folder)
@@ -60,8 +68,40 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
         "hf_transfer_version": __version__,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_model_card(folder, shown_as=str(final))  # replaces peft's empty template
     publish_dir(folder, final)
     return final
+
+
+def _save_adapter_and_base(model, folder: Path, final: Path, state_dict: Optional[dict]) -> None:
+    """The adapter, and the classifier under it without LoRA (see the module docstring)."""
+    for adapter_config in model.peft_config.values():
+        # The folder itself is the base that AutoPeftModelForSequenceClassification loads (the
+        # base model's Hub id is in hf_transfer.json and the card).
+        adapter_config.base_model_name_or_path = str(final.resolve())
+    # The adapter plus the trained head (modules_to_save). Embeddings are never tuned, and
+    # "auto" would ask the Hub about the base model.
+    model.save_pretrained(folder, save_embedding_layers=False, state_dict=state_dict)
+    classifier = model.get_base_model()
+    classifier.config.architectures = [type(classifier).__name__]
+    classifier.save_pretrained(folder, state_dict=_without_lora(model, state_dict))
+
+
+def _without_lora(model, state_dict: Optional[dict]) -> dict:
+    """The weights of the model under a LoRA adapter, named as in the plain classifier: LoRA
+    matrices dropped, wrapped layers (``base_layer``) unwrapped, and each ``modules_to_save``
+    module (the head) as trained."""
+    state = state_dict if state_dict is not None else model.state_dict()
+    adapters = list(model.peft_config)
+    out = {}
+    for key, tensor in state.items():
+        if ".lora_" in key or ".original_module." in key:
+            continue
+        key = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        for name in adapters:
+            key = key.replace(f".modules_to_save.{name}.", ".")
+        out[key] = tensor
+    return out
 
 
 def _is_peft(model) -> bool:
@@ -85,6 +125,7 @@ class Classifier:
     labels: list[str]
     max_length: int = 128
     text_prefix: str = ""  # what training prepended to every text (e.g. e5's "query: ")
+    base_model: str = ""  # the pretrained model it was trained from (a Hub id where it has one)
 
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -139,12 +180,17 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
             if not allow_pickle and not (folder / "adapter_model.safetensors").is_file():
                 raise OSError(f"no adapter_model.safetensors in {folder}")
             # The base may itself be a classifier with another label count (an adapter trained
-            # on a source classifier): its head is replaced by the adapter's trained copy.
-            base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
-                ignore_mismatched_sizes=True,
-            )
-            model = PeftModel.from_pretrained(base, folder)
+            # on a source classifier): its head is replaced by the adapter's trained copy. So
+            # transformers' report of a missing or resized head is silenced, and only weights
+            # that the adapter does not restore are reported.
+            with load_report_silenced():
+                base, loading_info = AutoModelForSequenceClassification.from_pretrained(
+                    resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
+                    ignore_mismatched_sizes=True, output_loading_info=True,
+                )
+            with peft_deprecation_silenced():
+                model = PeftModel.from_pretrained(base, folder)
+            report_unrestored(base, loading_info, _adapter_restored_modules(model), str(path))
         else:
             model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights)
     except OSError as err:
@@ -156,7 +202,16 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
     if device:
         model.to(device)
     return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128),
-                      meta.get("text_prefix", ""))
+                      meta.get("text_prefix", ""), meta.get("base_model", ""))
+
+
+def _adapter_restored_modules(model) -> set[str]:
+    """Names (in the plain classifier) of the modules whose weights the adapter carries whole:
+    its ``modules_to_save`` (the head, any module the base checkpoint lacked)."""
+    from peft.utils import ModulesToSaveWrapper
+
+    return {name.removeprefix("base_model.model.") for name, module in model.named_modules()
+            if isinstance(module, ModulesToSaveWrapper)}
 
 
 def _looks_like_repo_id(text: str) -> bool:

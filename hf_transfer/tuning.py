@@ -19,6 +19,7 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPP
 
 from .config import TuningConfig
 from .errors import ConfigError
+from .modeling import peft_deprecation_silenced
 
 # Attention projections LoRA wraps by default, per architecture (PEFT's own table lacks some).
 LORA_TARGETS = {
@@ -103,7 +104,8 @@ def _apply_lora(model, cfg: TuningConfig, head_and_new: list[str]):
         modules_to_save=[name.rsplit(".", 1)[-1] for name in head_and_new if name not in heads]
         or None,
     )
-    return get_peft_model(model, config)
+    with peft_deprecation_silenced():
+        return get_peft_model(model, config)
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:

@@ -669,6 +669,11 @@ def fake_hub(monkeypatch, tmp_path):
     optional = {"HF_STORED_TOKENS_PATH", "AGENT_HARNESSES_PATH"}  # not in every version
     for name, value in settings.items():
         monkeypatch.setattr(constants, name, value, raising=name not in optional)
+    # The module-level client behind huggingface_hub.file_exists & co. (peft uses them) read
+    # the endpoint when it was created.
+    from huggingface_hub import hf_api
+
+    monkeypatch.setattr(hf_api.api, "endpoint", hub.endpoint)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
     close_session()  # no pooled connection from an earlier test

@@ -106,3 +106,39 @@ def test_help_lists_every_setting(capsys):
     out = capsys.readouterr().out
     for name in field_paths():
         assert f"--{name}" in out
+
+
+DEFAULT_YAML = CONFIGS[0].parent / "domain_adaptation.yaml"
+
+
+@pytest.mark.parametrize("argv, method, expected", [
+    ([], "lora", 2e-3),  # the shipped config's LoRA rate
+    (["--tuning.method", "full"], "full", 3e-5),  # not LoRA's 2e-3: the method's own default
+    (["--tuning.method", "frozen"], "frozen", 1e-3),
+    (["--tuning.method", "full", "--training.learning_rates.full", "1e-5"], "full", 1e-5),
+    (["--tuning.method", "full", "--training.learning_rate", "4e-5"], "full", 4e-5),  # any method
+    (["--training.learning_rate", "4e-5"], "lora", 4e-5),
+])
+def test_learning_rate_follows_the_tuning_method(argv, method, expected):
+    config = parse_args(argv, default_config=DEFAULT_YAML)
+    assert config.tuning.method == method
+    assert config.training.learning_rate_for(method) == pytest.approx(expected)
+
+
+def test_per_method_learning_rates_are_checked():
+    with pytest.raises(ConfigError, match=r"`training.learning_rates.full` is -1.0: use a positive value"):
+        load_config(overrides={"training.learning_rates.full": -1})
+
+
+@pytest.mark.parametrize("learning_rate, warned", [(2e-3, True), (3e-5, False)])
+def test_full_tuning_at_a_lora_rate_is_warned_about(tiny_overrides, caplog, learning_rate, warned):
+    from hf_transfer import DomainAdaptationRecipe
+
+    overrides = {**tiny_overrides, "tuning.method": "full", "training.learning_rate": learning_rate,
+                 "training.max_steps": 1, "output.save_model": False, "output.report": False}
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    messages = [r.getMessage() for r in caplog.records if "fine-tunes the whole model" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0)
+    if warned:
+        assert "Stage 'source'" in messages[0] and "`training.learning_rate`" in messages[0]

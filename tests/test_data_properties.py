@@ -209,4 +209,47 @@ def test_case_differences_are_kept_and_named_in_the_log(tmp_path, caplog):
         splits = _load(path)
     assert {label for s in splits.values() for label in s["label"]} == {"Pos", "pos", "neg"}
     assert "labels are case-sensitive, so these are different labels: 'Pos' / 'pos'" in caplog.text
-    assert "repeat a text" in caplog.text or "also in train" in caplog.text
+    assert "data checks" in caplog.text  # "t0,Pos" repeats a text
+
+
+def test_data_checks_are_one_table_per_dataset_in_the_log_and_the_report(tmp_path, caplog):
+    from hf_transfer.data.loading import split_sizes
+    from hf_transfer.report import render_markdown
+
+    # 60 distinct texts, 10 of them twice (same label), 5 of them twice with another label:
+    # after the split, evaluation rows share texts with train.
+    rows = [(f"text {i}", ["pos", "neg"][i % 2]) for i in range(60)]
+    rows += [(f"text {i}", ["pos", "neg"][i % 2]) for i in range(10)]
+    rows += [(f"text {i}", ["neg", "pos"][i % 2]) for i in range(50, 55)]
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    with caplog.at_level(logging.INFO, logger="hf_transfer"):
+        splits = _load(path)
+    checks = [r for r in caplog.records if "data checks" in r.getMessage()]
+    assert len(checks) == 1 and checks[0].levelno == logging.WARNING
+    table = checks[0].getMessage().splitlines()
+    assert table[1].split() == ["split", "repeated", "texts", "texts", "with", "2+", "labels", "texts",
+                                "also", "in", "train"]
+    assert [line.split()[0] for line in table[2:]] == ["train", "validation", "test"]
+    assert not [r for r in caplog.records if re.search(r"\[(train|validation|test)\]", r.getMessage())]
+
+    counted = split_sizes(source=splits)["source"]["checks"]
+    total = lambda key: sum(c[key] for c in counted.values())  # noqa: E731
+    assert total("repeated") > 0 and total("conflicting_labels") > 0 and total("also_in_train") > 0
+    for line, (name, c) in zip(table[2:], counted.items()):  # the log shows the same numbers
+        assert line.split() == [name, str(c["repeated"]), str(c["conflicting_labels"]), str(c["also_in_train"])]
+    report = render_markdown({"data": split_sizes(source=splits)}, {})
+    assert "| data | split | repeated texts | texts with 2+ labels | texts also in train |" in report
+    for name, c in counted.items():
+        assert f"| source | {name} | {c['repeated']} | {c['conflicting_labels']} | {c['also_in_train']} |" in report
+
+
+def test_clean_data_has_no_data_checks(tmp_path, caplog):
+    from hf_transfer.data.loading import split_sizes
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "".join(f"text {i},{['pos', 'neg'][i % 2]}\n" for i in range(60)))
+    with caplog.at_level(logging.INFO, logger="hf_transfer"):
+        splits = _load(path)
+    assert "data checks" not in caplog.text
+    assert "checks" not in split_sizes(source=splits)["source"]

@@ -98,7 +98,8 @@ def test_run_pushes_at_the_end_and_the_repo_loads_back(fake_hub, tiny_model, tin
     remote = fake_hub.files("alice/tiny-sentiment")
     assert {"adapter_config.json", "adapter_model.safetensors", "hf_transfer.json", "tokenizer.json",
             "results.json", "README.md"} <= set(remote)
-    assert "model.safetensors" not in remote and not any(p.startswith("checkpoints") for p in remote)
+    assert {"config.json", "model.safetensors"} <= set(remote)  # the classifier under the adapter
+    assert not any(p.startswith("checkpoints") for p in remote)
     assert remote["results.json"] == (run_dir / "results.json").read_bytes()
     # The card that was pushed replaced PEFT's README in the local model folder too.
     assert remote["README.md"] == (run_dir / "model" / "README.md").read_bytes()
@@ -160,9 +161,11 @@ def test_push_model_folder_private_branch_and_stale_files(fake_hub, saved, tiny_
 
     # A branch: main keeps the full model, the branch gets the adapter.
     push_to_hub(lora, "alice/clf", token=TOKEN, revision="experiment")
-    assert "model.safetensors" in fake_hub.files("alice/clf")
+    assert "adapter_config.json" not in fake_hub.files("alice/clf")
     branch = fake_hub.files("alice/clf", "experiment")
-    assert "adapter_model.safetensors" in branch and "model.safetensors" not in branch
+    assert "adapter_model.safetensors" in branch
+    # The pushed adapter's base is the repo itself (the local folder's names the folder).
+    assert json.loads(branch["adapter_config.json"])["base_model_name_or_path"] == "alice/clf"
     adapter = load_classifier("alice/clf", revision="experiment")
     torch.testing.assert_close(_logits(adapter), _logits(load_classifier(lora)), rtol=0, atol=1e-6)
 
@@ -205,11 +208,12 @@ def test_failure_mid_push_leaves_everything_and_a_retry_succeeds(fake_hub, saved
         push_to_hub(folder, "alice/clf", token=TOKEN)
     assert _digest(folder) == before  # even PEFT's README is still there
     assert set(fake_hub.files("alice/clf")) == {".gitattributes"}  # no partial commit
-    assert fake_hub.count("PUT", r"^/upload/", server="cdn") == 1
+    lfs_files = len(list(folder.glob("*.safetensors")))  # the adapter and the classifier under it
+    assert fake_hub.count("PUT", r"^/upload/", server="cdn") == lfs_files
 
     result = push_to_hub(folder, "alice/clf", token=TOKEN)
     assert "adapter_model.safetensors" in fake_hub.files("alice/clf")
-    assert fake_hub.count("PUT", r"^/upload/", server="cdn") == 1  # not uploaded twice
+    assert fake_hub.count("PUT", r"^/upload/", server="cdn") == lfs_files  # not uploaded twice
     assert fake_hub.head("alice/clf") == result.commit_oid
 
 

@@ -16,7 +16,8 @@ LABELS = ["negative", "neutral", "positive"]
 TEXTS = ["great flight and friendly crew", "the battery is broken", "my phone update is okay"]
 
 
-def _trained(tiny_model, method: str):
+def trained(tiny_model, method: str):
+    """A classifier on ``tiny_model`` after one real training step; (model, tokenizer, batch)."""
     model_cfg = ModelConfig(name_or_path=str(tiny_model))
     torch.manual_seed(0)
     model, new_modules = load_classifier_model(model_cfg, LABELS)
@@ -32,7 +33,7 @@ def _trained(tiny_model, method: str):
 
 @pytest.mark.parametrize("method", ["full", "lora", "frozen", "top_k"])
 def test_reload_gives_identical_logits_and_labels(tiny_model, tmp_path, method):
-    model, tokenizer, batch = _trained(tiny_model, method)
+    model, tokenizer, batch = trained(tiny_model, method)
     with torch.no_grad():
         expected = model(**batch).logits
     folder = save_classifier(model, tokenizer, tmp_path / "model", LABELS, str(tiny_model), 32, method)
@@ -53,12 +54,13 @@ def test_reload_gives_identical_logits_and_labels(tiny_model, tmp_path, method):
 
 
 def test_lora_folder_is_an_adapter_with_the_head(tiny_model, tmp_path):
-    model, tokenizer, _ = _trained(tiny_model, "lora")
+    model, tokenizer, _ = trained(tiny_model, "lora")
     folder = save_classifier(model, tokenizer, tmp_path / "m", LABELS, "org/base-model", 32, "lora")
     assert (folder / "adapter_model.safetensors").is_file()
-    assert not (folder / "model.safetensors").exists()
-    adapter_config = json.loads((folder / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == "org/base-model"
+    # The classifier under the adapter is saved too (see test_saved_folders.py); the base
+    # model's Hub id is in hf_transfer.json.
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert json.loads((folder / "hf_transfer.json").read_text())["base_model"] == "org/base-model"
     from safetensors import safe_open
 
     with safe_open(folder / "adapter_model.safetensors", "pt") as f:

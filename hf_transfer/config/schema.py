@@ -220,6 +220,22 @@ class TuningConfig:
 
 
 @dataclass
+class LearningRates:
+    """The peak learning rate of each tuning method: switching `tuning.method` switches the
+    rate with it (a LoRA rate would wreck full fine-tuning), unless `training.learning_rate`
+    sets one for every method."""
+
+    full: float = setting(DEFAULT_LEARNING_RATES["full"], "Peak learning rate of `full` tuning.")
+    lora: float = setting(DEFAULT_LEARNING_RATES["lora"], "Peak learning rate of `lora` tuning.")
+    frozen: float = setting(DEFAULT_LEARNING_RATES["frozen"], "Peak learning rate of `frozen` tuning.")
+    top_k: float = setting(DEFAULT_LEARNING_RATES["top_k"], "Peak learning rate of `top_k` tuning.")
+
+    def problems(self, path: str) -> list[str]:
+        return [f"`{path}.{method}` is {getattr(self, method)}: use a positive value."
+                for method in TUNING_METHODS if getattr(self, method) <= 0]
+
+
+@dataclass
 class TrainingConfig:
     seed: int = setting(42, "Seed for data sampling, head initialisation, dropout and shuffling.")
     num_epochs: float = setting(1, "Training epochs (fractions allowed).")
@@ -234,8 +250,11 @@ class TrainingConfig:
         None, "Pad each batch to a multiple of this many tokens (8 suits GPU tensor cores and "
         "`torch.compile`); null pads to the longest row only.")
     learning_rate: Optional[float] = setting(
-        None, "Peak learning rate; null picks one for the tuning method "
-        f"({', '.join(f'{k} {v:g}' for k, v in DEFAULT_LEARNING_RATES.items())})."
+        None, "Peak learning rate for whichever tuning method runs; null takes the method's own "
+        "from `training.learning_rates`."
+    )
+    learning_rates: LearningRates = setting(
+        LearningRates(), "Peak learning rate per tuning method (when `training.learning_rate` is null)."
     )
     weight_decay: float = setting(0.01, "AdamW weight decay (not applied to biases and norms).")
     lr_scheduler: str = setting("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
@@ -276,6 +295,7 @@ class TrainingConfig:
                        "integer (e.g. 8) or null.")
         if self.learning_rate is not None and self.learning_rate <= 0:
             out.append(f"`{path}.learning_rate` is {self.learning_rate}: use a positive value.")
+        out += self.learning_rates.problems(f"{path}.learning_rates")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"`{path}.warmup_ratio` is {self.warmup_ratio}: use a fraction in [0, 1).")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -289,7 +309,11 @@ class TrainingConfig:
         return out
 
     def learning_rate_for(self, method: str) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[method]
+        return self.learning_rate if self.learning_rate is not None else getattr(self.learning_rates, method)
+
+    def learning_rate_source(self, method: str) -> str:
+        """The setting that gives ``method``'s learning rate (for messages)."""
+        return "training.learning_rate" if self.learning_rate is not None else f"training.learning_rates.{method}"
 
 
 LABEL_SHIFTS = ("none", "mean", "em")

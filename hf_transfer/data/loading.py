@@ -44,13 +44,13 @@ def load_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDic
     raw = datasets.DatasetDict({name: _clean(split, f"{where} [{name}]") for name, split in raw.items()})
     _report_label_case(raw, where)
     splits = _make_splits(raw, cfg, seed, where)
-    _report_repeats(splits, where)
     splits["train"] = _limit(splits["train"], cfg.max_train_samples, seed)
     if cfg.k_shot is not None:
         splits["train"] = take_k_per_class(splits["train"], cfg.k_shot, seed, where)
     for name in ("validation", "test"):
         splits[name] = _limit(splits[name], cfg.max_eval_samples, seed)
     logger.info("%s: %s", where, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    _log_data_checks(data_checks(splits), where)  # on the rows the run uses
     return splits
 
 
@@ -352,27 +352,43 @@ def _report_label_case(data: datasets.DatasetDict, where: str) -> None:
                        where, "; ".join(" / ".join(map(repr, c)) for c in sorted(clashes)))
 
 
-def _report_repeats(splits: datasets.DatasetDict, where: str) -> None:
-    """Repeated texts are kept; count them, texts with conflicting labels, and evaluation
-    texts that also occur in train (they make scores optimistic)."""
-    train_texts = set(splits["train"]["text"])
+# Columns of the data-checks table: key in results.json, heading.
+DATA_CHECKS = (("repeated", "repeated texts"), ("conflicting_labels", "texts with 2+ labels"),
+               ("also_in_train", "texts also in train"))
+
+
+def data_checks(splits: datasets.DatasetDict) -> dict:
+    """Per split: rows that repeat a text already in the split, texts that occur with
+    different labels, and (evaluation splits) rows whose text is also in train, which makes
+    their scores optimistic. The rows are kept as they are. ``{}`` when all are 0."""
+    train_texts = set(splits["train"]["text"]) if "train" in splits else set()
+    checks = {}
     for name, split in splits.items():
         labels_of: dict = {}
         for text, label in zip(split["text"], split["label"]):
             labels_of.setdefault(text, set()).add(label)
-        repeated = len(split) - len(labels_of)
-        conflicting = sum(len(v) > 1 for v in labels_of.values())
-        if repeated:
-            logger.info("%s [%s]: %d row(s) repeat a text already in the split (kept).",
-                        where, name, repeated)
-        if conflicting:
-            logger.warning("%s [%s]: %d text(s) occur with different labels (kept).",
-                           where, name, conflicting)
-        if name != "train":
-            shared = sum(text in train_texts for text in split["text"])
-            if shared:
-                logger.warning("%s [%s]: %d of %d rows have a text that is also in train: its "
-                               "scores may be optimistic.", where, name, shared, len(split))
+        checks[name] = {
+            "repeated": len(split) - len(labels_of),
+            "conflicting_labels": sum(len(v) > 1 for v in labels_of.values()),
+            "also_in_train": 0 if name == "train" else sum(text in train_texts for text in split["text"]),
+        }
+    return checks if any(any(counts.values()) for counts in checks.values()) else {}
+
+
+def _log_data_checks(checks: dict, where: str) -> None:
+    """One table per dataset: a warning when labels conflict or evaluation texts are also in
+    train (both distort scores), else a note."""
+    if not checks:
+        return
+    headings = ["split"] + [heading for _, heading in DATA_CHECKS]
+    rows = [[name] + [str(counts[key]) for key, _ in DATA_CHECKS] for name, counts in checks.items()]
+    widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
+    lines = ["  " + "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in [headings, *rows]]
+    serious = any(c["conflicting_labels"] or c["also_in_train"] for c in checks.values())
+    logger.log(logging.WARNING if serious else logging.INFO,
+               "%s: data checks (rows kept as they are; texts also in train make scores optimistic):\n%s",
+               where, "\n".join(lines))
 
 
 # --- splits and sampling --------------------------------------------------------------------
@@ -502,8 +518,15 @@ def label_counts(split: datasets.Dataset) -> dict[str, int]:
 
 
 def split_sizes(**roles: datasets.DatasetDict) -> dict:
-    """Rows and label counts of every split of each role (``source=..., target=...``), for
-    results.json; a role without splits is left out."""
-    return {role: {"splits": {k: len(v) for k, v in dd.items()},
-                   "label_counts": {k: label_counts(v) for k, v in dd.items()}}
-            for role, dd in roles.items() if len(dd)}
+    """Rows, label counts and data checks (:func:`data_checks`, when any is not 0) of every
+    split of each role (``source=..., target=...``), for results.json; a role without splits
+    is left out."""
+    out = {}
+    for role, dd in roles.items():
+        if len(dd):
+            out[role] = {"splits": {k: len(v) for k, v in dd.items()},
+                         "label_counts": {k: label_counts(v) for k, v in dd.items()}}
+            checks = data_checks(dd)
+            if checks:
+                out[role]["checks"] = checks
+    return out

@@ -36,12 +36,13 @@ from accelerate.utils import set_seed
 
 from ..atomic import write_json
 from ..baselines import NEGATIVE, format_transfer
-from ..config import ModelConfig, RunConfig, choice_problem, format_problems, parse_args
+from ..config import (DEFAULT_LEARNING_RATES, ModelConfig, RunConfig, choice_problem, format_problems,
+                      parse_args)
 from ..data.labels import LabelSpace
 from ..data.loading import load_splits, split_sizes
 from ..data.tokenize import tokenize
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
-from ..hub import push_run_from_config
+from ..hub import push_run_from_config, write_model_card
 from ..label_shift import correct_label_shift, has_output_bias
 from ..layout import RunLayout
 from ..modeling import (build_on_meta, check_max_length, describe_model, load_classifier_model,
@@ -243,6 +244,8 @@ class Recipe:
             data, tokenizer = self._prepare_data()
         self._check_resume_data(accelerator, data)
         stages = self.strategy.stages(data)
+        if not self.nested:  # a baseline arm would repeat it
+            self._warn_about_learning_rates(stages)
         plan = resume_plan(self.layout.checkpoints, self.scenario_stage_names() + [s.name for s in stages],
                            cfg.output.resume_from_checkpoint)
         data_seconds = time.perf_counter() - started
@@ -257,6 +260,21 @@ class Recipe:
                                                    cfg.strategy.label_shift)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
                             results_of_stages, started, data_seconds)
+
+    def _warn_about_learning_rates(self, stages: list[Stage]) -> None:
+        """Full fine-tuning at a rate made for LoRA or a new head (loss flat, one class predicted)."""
+        training = self.config.training
+        for stage in stages:
+            if self.strategy.tuning_for(stage).method != "full" or stage.learning_rate <= FULL_TUNING_MAX_USUAL_LR:
+                continue
+            source = (f"`{training.learning_rate_source('full')}`"
+                      if stage.learning_rate == training.learning_rate_for("full")
+                      else "the strategy's own rate for it (e.g. `strategy.target_learning_rate`)")
+            logger.warning(
+                "Stage %r fine-tunes the whole model (`tuning.method` full) at learning rate %g, from "
+                "%s: a rate typical of LoRA or a new head. Full fine-tuning usually needs 1e-5 to 5e-5 "
+                "(default %g); at %g it often stops learning and predicts one class. Set it lower.",
+                stage.name, stage.learning_rate, source, DEFAULT_LEARNING_RATES["full"], stage.learning_rate)
 
     def _prepare_data(self):
         """Data and tokenizer, every check that needs no weights done first."""
@@ -334,7 +352,7 @@ class Recipe:
         if accelerator.is_main_process:
             if cfg.output.save_model:
                 self.save_model(self.model, tokenizer, data, state_dict)
-            write_json(self.layout.results, results)
+            self._write_results(results)
             print(format_summary(results) if not self.nested else one_line(self, results))
         accelerator.wait_for_everyone()
         self.results = results
@@ -354,13 +372,19 @@ class Recipe:
         results = insert_after(results, after, "transfer", transfer)
         self.results = results
         if accelerator.is_main_process:
-            write_json(self.layout.results, results)
+            self._write_results(results)
             print(format_transfer(transfer))
             if transfer["verdict"] == NEGATIVE:
                 logger.warning("NEGATIVE TRANSFER: %s The target-only baseline is better; see %s",
                                transfer["summary"], self.layout.report)
         accelerator.wait_for_everyone()
         return results
+
+    def _write_results(self, results: dict) -> None:
+        """results.json, and the saved model's card with them (its evaluation, its verdict)."""
+        write_json(self.layout.results, results)
+        if self.config.output.save_model and self.layout.model.is_dir():
+            write_model_card(self.layout.model, results)
 
     def nested_run(self, config: RunConfig, arm: Optional[str]) -> dict:
         """Run this scenario with ``config`` as one arm of the comparison (None: the strategy
@@ -507,6 +531,10 @@ class Recipe:
 def _gib(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
+
+# Full fine-tuning above this rate is suspicious: rates this large are typical of LoRA and
+# fresh heads, and make a pretrained encoder forget (loss flat, one class predicted).
+FULL_TUNING_MAX_USUAL_LR = 1e-4
 
 # Settings a resumed run may change: where and what it writes and reports, not what it trains.
 FREE_ON_RESUME = ("output.", "training.eval_batch_size", "training.log_with", "training.logging_steps",

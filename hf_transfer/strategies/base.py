@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 
+from ..config import TuningConfig
 from ..training import Engine, Stage, StageResult
 from .registry import StrategyOptions
 
@@ -105,6 +106,10 @@ class Strategy:
 
     def before_stage(self, stage: Stage, model: torch.nn.Module) -> torch.nn.Module:
         return model
+
+    def tuning_for(self, stage: Stage) -> TuningConfig:
+        """Which parameters ``stage`` trains. Default: `tuning`, as the start model was built."""
+        return self.config.tuning
 
     def final_model(self, engine: Engine, model: torch.nn.Module) -> torch.nn.Module:
         return model

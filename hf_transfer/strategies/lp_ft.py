@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import DEFAULT_LEARNING_RATES, TuningConfig, setting
+from ..config import TuningConfig, setting
 from ..training import Stage
 from .new_head import NewHead
 from .registry import StrategyOptions, register_strategy
@@ -21,7 +21,7 @@ class LpFtOptions(StrategyOptions):
         5, "`lp_ft`: epochs of the linear probe (only the new head trains) before fine-tuning."
     )
     probe_learning_rate: Optional[float] = setting(
-        None, "`lp_ft`: learning rate of the linear probe; null uses the `frozen` default (1e-3)."
+        None, "`lp_ft`: learning rate of the linear probe; null uses `training.learning_rates.frozen`."
     )
 
     def problems(self, path: str) -> list[str]:
@@ -44,7 +44,7 @@ class LpFt(NewHead):
     def stages(self, data) -> list[Stage]:
         cfg, o = self.config, self.options
         probe = Stage(name="probe", train=data.target["train"], training=cfg.training,
-                      learning_rate=o.probe_learning_rate or DEFAULT_LEARNING_RATES["frozen"],
+                      learning_rate=o.probe_learning_rate or cfg.training.learning_rates.frozen,
                       num_epochs=o.probe_num_epochs, select_on="target/validation")
         return [probe, *super().stages(data)]
 

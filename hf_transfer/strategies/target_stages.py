@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..config import TuningConfig
 from ..training import Stage
 from .base import INDUCTIVE, Strategy
 
@@ -18,10 +17,6 @@ class TargetStageStrategy(Strategy):
 
     def stages(self, data) -> list[Stage]:
         return [self.recipe.target_stage(data)]
-
-    def tuning_for(self, stage: Stage) -> TuningConfig:
-        """The tuning method of ``stage`` (applied to the target model before it trains)."""
-        return self.config.tuning
 
     def head_rows(self, target_labels: list[str], source_labels: Optional[list[str]]) -> Optional[dict]:
         """{target label: source label} whose rows of a new head start as the source head's
