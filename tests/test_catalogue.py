@@ -162,9 +162,9 @@ def _conflicting_labels(b: Bench) -> dict:
 
 def _evaluation_text_in_train(b: Bench) -> dict:
     rows = b.rows()
-    path = b.write_csv("train.csv", rows)
-    validation = b.write_csv("validation.csv", rows[:10])
-    return {**b.overrides, "data.source": {"files": {"train": path, "validation": validation}}}
+    files = {"train": b.write_csv("train.csv", rows[20:] + rows[:10]),
+             "validation": b.write_csv("validation.csv", rows[:10]), "test": b.write_csv("test.csv", rows[10:20])}
+    return {**b.overrides, "data.source": {"files": files}}
 
 
 def _target_label_unknown_to_source(b: Bench) -> dict:
@@ -425,11 +425,13 @@ CASES = [
          r"labels are case-sensitive.*Negative|labels are case-sensitive.*Neutral|labels are "
          r"case-sensitive.*Positive",
          _labels_differ_by_case),
-    Case("data: repeated rows", "data", HANDLED, r"\d+ row\(s\) repeat a text already in the split", _repeated_rows),
-    Case("data: one text with two labels", "data", HANDLED, r"1 text\(s\) occur with different labels",
-         _conflicting_labels),
-    Case("data: evaluation texts also in train", "data", HANDLED, r"rows have a text that is also in train",
-         _evaluation_text_in_train),
+    Case("data: repeated rows", "data", HANDLED, r"data.source: data checks .*repeated texts", _repeated_rows,
+         results=lambda r: sum(c["repeated"] + c["also_in_train"] for c in r["data"]["source"]["checks"].values()) >= 5),
+    Case("data: one text with two labels", "data", HANDLED, r"data.source: data checks .*texts with 2\+ labels",
+         _conflicting_labels, results=lambda r: r["data"]["source"]["checks"]["train"]["conflicting_labels"] == 1),
+    Case("data: evaluation texts also in train", "data", HANDLED, r"data.source: data checks .*texts also in train",
+         _evaluation_text_in_train,
+         results=lambda r: r["data"]["source"]["checks"]["validation"]["also_in_train"] == 10),
     Case("data: a target label the source lacks", "data", ERROR,
          r"`data.target` has labels the source never had: \['furious'\]",
          _target_label_unknown_to_source),
