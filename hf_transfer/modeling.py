@@ -78,6 +78,7 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
     )
     model, missing = load_pretrained(
         AutoModelForSequenceClassification, cfg.name_or_path, cfg, config=config, revision=cfg.revision,
+        dtype=getattr(torch, cfg.dtype),
         # A checkpoint that is already a classifier with another label count gets a new head.
         ignore_mismatched_sizes=True,
     )
@@ -90,8 +91,12 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
                     **kwargs):
     """``auto_class.from_pretrained(name_or_path, **kwargs)`` by the library's rules: packaged
     models resolved offline, safetensors only unless `model.allow_pickle`, a clear error naming
-    the model (``shown_as``, default ``name_or_path``) and the option. Returns the model and the
-    names of the weights the checkpoint lacked (missing, or of another shape)."""
+    the model (``shown_as``, default ``name_or_path``) and the option, float32 weights unless
+    ``dtype`` says otherwise. Returns the model and the names of the weights the checkpoint
+    lacked (missing, or of another shape)."""
+    # transformers 5 keeps a checkpoint's own dtype by default: a half-precision checkpoint
+    # would train in half precision (no fp32 master weights; on the CPU, a dtype crash).
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model, info = auto_class.from_pretrained(
             resolve_model_path(name_or_path), trust_remote_code=cfg.trust_remote_code,

@@ -142,11 +142,12 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
             # on a source classifier): its head is replaced by the adapter's trained copy.
             base = AutoModelForSequenceClassification.from_pretrained(
                 resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
-                ignore_mismatched_sizes=True,
+                ignore_mismatched_sizes=True, dtype=torch.float32,
             )
             model = PeftModel.from_pretrained(base, folder)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights,
+                                                                       dtype=torch.float32)
     except OSError as err:
         raise weights_error(str(path), err, "`allow_pickle`") from err
     except SafetensorError as err:

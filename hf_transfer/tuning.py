@@ -69,7 +69,12 @@ def check_tuning(model: torch.nn.Module, cfg: TuningConfig) -> None:
 
 
 def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, new_modules: list[str]) -> torch.nn.Module:
-    """Freeze/wrap ``model`` so that exactly the parameters of ``cfg.method`` train."""
+    """Freeze/wrap ``model`` so that exactly the parameters of ``cfg.method`` train (in float32,
+    even over a half-precision frozen base: see :func:`train_in_float32`)."""
+    return train_in_float32(_select_trainable(model, cfg, new_modules))
+
+
+def _select_trainable(model: torch.nn.Module, cfg: TuningConfig, new_modules: list[str]) -> torch.nn.Module:
     check_tuning(model, cfg)
     head_and_new = sorted(set(head_modules(model)) | set(new_modules))
     if cfg.method == "full":
@@ -88,6 +93,43 @@ def apply_tuning(model: torch.nn.Module, cfg: TuningConfig, new_modules: list[st
     for name in trainable:
         modules[name].requires_grad_(True)
     return model
+
+
+def train_in_float32(model: torch.nn.Module) -> torch.nn.Module:
+    """Over a frozen base held in half precision (`model.dtype`), make what trains float32
+    (master weights: small updates would round away in half precision) and let the two meet:
+    a module that trains casts its inputs to float32, and the encoder's outputs are cast too
+    (for heads and strategy modules that read them). A float32 model is left as it is."""
+    if all(p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point()):
+        return model
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if own and any(p.requires_grad for p in own):
+            module.float()
+            module.register_forward_pre_hook(_inputs_to_float32, with_kwargs=True)
+    encoder = getattr(model, "get_base_model", lambda: model)().base_model
+    encoder.register_forward_hook(_outputs_to_float32)
+    return model
+
+
+def _to_float32(value):
+    if torch.is_tensor(value) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, tuple):
+        return tuple(_to_float32(v) for v in value)
+    return value
+
+
+def _inputs_to_float32(module, args, kwargs):
+    return _to_float32(tuple(args)), {k: _to_float32(v) for k, v in kwargs.items()}
+
+
+def _outputs_to_float32(module, args, output):
+    if isinstance(output, dict):  # a ModelOutput: set items, so its attributes follow
+        for key, value in list(output.items()):
+            output[key] = _to_float32(value)
+        return output
+    return _to_float32(output)
 
 
 def _apply_lora(model, cfg: TuningConfig, head_and_new: list[str]):
