@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
 from accelerate import Accelerator
+from accelerate.utils.constants import SAFE_MODEL_NAME
+from safetensors import safe_open
 
 from ..atomic import PARTIAL, clean_leftovers, publish_dir, remove_tree, write_json
 from ..errors import ConfigError
@@ -136,7 +139,11 @@ class CheckpointStore:
             clean_leftovers(checkpoint.parent, "step_*")  # what a killed attempt left behind
             partial.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(partial))
+        handle = acc.register_save_state_pre_hook(_keep_trained_weights_only)
+        try:
+            acc.save_state(str(partial))
+        finally:
+            handle.remove()
         # Every process writes its own random states: all must be done before the rename.
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -199,7 +206,7 @@ class CheckpointStore:
         if not (checkpoint / f"random_states_{acc.process_index}.pkl").is_file():
             logger.warning("%s has no random state for process %d: dropout and shuffling will "
                            "differ from an uninterrupted run.", checkpoint, acc.process_index)
-        acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD)
+        self._load(checkpoint)
         # The best checkpoint is a sibling: a run folder that was moved or copied still resumes.
         if state.best_checkpoint:
             state.best_checkpoint = str(self.stage_dir / Path(state.best_checkpoint).name)
@@ -210,7 +217,7 @@ class CheckpointStore:
         result = _from_saved(StageResult, json.loads(self.result_file.read_text(encoding="utf-8")))
         best = self.path_for(result.best_step)
         logger.info("Stage %r already finished; restoring its best checkpoint %s", stage_name, best)
-        self.acc.load_state(str(best), load_kwargs=SAFE_LOAD)
+        self._load(best)
         return result
 
     def load_best(self, best_checkpoint: Optional[str], best_step: Optional[int]) -> None:
@@ -218,4 +225,62 @@ class CheckpointStore:
         latest = list_checkpoints(self.stage_dir)[-1]
         if best_checkpoint and Path(best_checkpoint) != latest:
             logger.info("Loading the best checkpoint (step %d)", best_step)
-            self.acc.load_state(best_checkpoint, load_kwargs=SAFE_LOAD)
+            self._load(Path(best_checkpoint))
+
+    def _load(self, checkpoint: Path) -> None:
+        """``load_state``: the checkpoint's weights (the trained ones only, unless every
+        parameter trains) over the prepared model, whose frozen weights are the base model's."""
+        handle = self.acc.register_load_state_pre_hook(_require_trained_weights)
+        try:
+            self.acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD, strict=False)
+        finally:
+            handle.remove()
+
+
+# A checkpoint holds what the run changes: the weights that train, the optimizer, scheduler,
+# samplers, RNG and loop state. Frozen weights (a LoRA or frozen run's base model, most of a
+# top_k run) are left out: they equal the base model's, which every attempt loads anyway, and
+# would make each checkpoint as large as the model (91 MB for a 0.3 MB adapter). With every
+# parameter training (full), the state dict is saved whole, buffers included, as before.
+
+
+def _trained_names(model) -> Optional[set]:
+    """State-dict names of the parameters that train, or None when all do."""
+    params = list(model.named_parameters(remove_duplicate=False))
+    if all(p.requires_grad for _, p in params):
+        return None
+    return {name for name, p in params if p.requires_grad}
+
+
+def _keep_trained_weights_only(models, weights, output_dir) -> None:
+    for i, model in enumerate(models):
+        trained = _trained_names(model)
+        if trained is not None:
+            # An OrderedDict, like a state dict: accelerate then drops tied copies (an MLM
+            # head's bias) before safetensors, which refuses tensors that share memory.
+            weights[i] = OrderedDict((k, v) for k, v in weights[i].items() if k in trained)
+
+
+def _require_trained_weights(models, input_dir) -> None:
+    """Weights load with ``strict=False`` (a checkpoint holds the trained ones only): check
+    instead that it holds every weight that trains here and nothing this model lacks."""
+    for i, model in enumerate(models):
+        # accelerate's names: model.safetensors, model_1.safetensors, ...
+        file = Path(input_dir) / f"{SAFE_MODEL_NAME}{f'_{i}' if i else ''}.safetensors"
+        if not file.is_file():
+            continue  # a pickled checkpoint: accelerate loads it strictly
+        with safe_open(str(file), framework="pt") as saved:
+            keys = set(saved.keys())
+        state = model.state_dict(keep_vars=True)
+        names = set(state) | {name for name, _ in model.named_parameters(remove_duplicate=False)}
+        trained = _trained_names(model) or names
+        # A tied copy was saved once, under one of its names.
+        saved_storage = {state[k].data_ptr() for k in keys if k in state}
+        lacking = sorted(n for n in trained - keys if n not in state or state[n].data_ptr() not in saved_storage)
+        unknown = sorted(keys - names)
+        if lacking or unknown:
+            raise ConfigError(
+                f"Checkpoint {input_dir} does not fit this run's model: it lacks "
+                f"{len(lacking)} trained weight(s) (e.g. {lacking[:3]}) and has {len(unknown)} "
+                f"unknown one(s) (e.g. {unknown[:3]}). Resume with the settings that wrote it, or "
+                "start afresh (`output.overwrite`).")
