@@ -59,10 +59,33 @@ def load_model_config(cfg: ModelConfig, **kwargs):
 
 
 def load_tokenizer(cfg: ModelConfig):
-    return AutoTokenizer.from_pretrained(
+    tokenizer = AutoTokenizer.from_pretrained(
         resolve_model_path(cfg.name_or_path), revision=cfg.revision,
         trust_remote_code=cfg.trust_remote_code,
     )
+    return with_pad_token(tokenizer)
+
+
+def with_pad_token(tokenizer):
+    """Batches need a pad token: decoder-only models (GPT-2, Llama, Mistral) often ship without
+    one, so their end-of-text token pads (the usual choice; the saved tokenizer keeps it).
+    Padding goes on the right: a decoder's classifier reads the last token that is not
+    padding, and with right padding the real tokens of every row keep positions 0.. and never
+    see a pad (causal attention), so a padded row gives the logits of the row alone."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def match_pad_token(model: torch.nn.Module, tokenizer) -> None:
+    """The classifier must know the tokenizer's pad id: a decoder's classification head pools
+    the last token that is not ``config.pad_token_id`` (and refuses batches when it is None).
+    Set on the loaded model, not in the config it is built from, so no embedding row becomes
+    a ``padding_idx`` that never trains."""
+    config = getattr(model, "config", None)
+    if config is not None and tokenizer.pad_token_id is not None and config.pad_token_id != tokenizer.pad_token_id:
+        config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_classifier_model(cfg: ModelConfig, labels: list[str]):
@@ -82,6 +105,7 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
         # A checkpoint that is already a classifier with another label count gets a new head.
         ignore_mismatched_sizes=True,
     )
+    match_pad_token(model, load_tokenizer(cfg))
     new_modules = sorted(owning_modules(model, missing))
     logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
     return model, new_modules

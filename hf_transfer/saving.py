@@ -22,8 +22,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
-from .modeling import (damaged_weights_error, require_finite, resolve_model_path, weights_error,
-                       weights_format)
+from .modeling import (damaged_weights_error, match_pad_token, require_finite, resolve_model_path,
+                       weights_error, weights_format, with_pad_token)
 
 META_FILE = "hf_transfer.json"
 
@@ -153,7 +153,8 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
     except SafetensorError as err:
         raise damaged_weights_error(path, err) from err
     require_finite(model, path)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = with_pad_token(AutoTokenizer.from_pretrained(folder))
+    match_pad_token(model, tokenizer)  # an adapter's base config may lack the pad id
     if device:
         model.to(device)
     return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128),

@@ -29,11 +29,19 @@ LORA_TARGETS = {
     "distilbert": ["q_lin", "v_lin"],
     "mpnet": ["q", "v"],
     "deberta-v2": ["query_proj", "value_proj"],
+    "modernbert": ["Wqkv"],  # one fused query/key/value projection
 }
 
 
-def lora_targets(model_type: str, cfg: TuningConfig) -> list[str]:
+# `tuning.lora_target_modules: [all-linear]`: PEFT wraps every linear layer but the output head.
+ALL_LINEAR = "all-linear"
+
+
+def lora_targets(model_type: str, cfg: TuningConfig):
+    """The module names LoRA wraps, or PEFT's ``"all-linear"``."""
     if cfg.lora_target_modules:
+        if list(cfg.lora_target_modules) == [ALL_LINEAR]:
+            return ALL_LINEAR
         return list(cfg.lora_target_modules)
     targets = LORA_TARGETS.get(model_type) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
         model_type
@@ -41,7 +49,8 @@ def lora_targets(model_type: str, cfg: TuningConfig) -> list[str]:
     if not targets:
         raise ConfigError(
             f"`tuning.lora_target_modules` is not set and hf_transfer has no default for model "
-            f"type {model_type!r}: name the attention projections, e.g. [q_proj, v_proj]."
+            f"type {model_type!r}: name the attention projections, e.g. [q_proj, v_proj], or "
+            f"use [{ALL_LINEAR}]."
         )
     return list(targets)
 
@@ -50,6 +59,8 @@ def check_tuning(model: torch.nn.Module, cfg: TuningConfig) -> None:
     """Raise ConfigError when ``cfg`` cannot apply to ``model`` (works on a meta-device model)."""
     if cfg.method == "lora":
         targets = lora_targets(model.config.model_type, cfg)
+        if targets == ALL_LINEAR:
+            return
         leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         missing = [t for t in targets if t not in leaf_names]
         if missing:
@@ -132,17 +143,23 @@ def _outputs_to_float32(module, args, output):
     return _to_float32(output)
 
 
+# The head modules PEFT trains and saves by itself in a SEQ_CLS model.
+PEFT_HEAD_NAMES = ("classifier", "score")
+
+
 def _apply_lora(model, cfg: TuningConfig, head_and_new: list[str]):
-    heads = set(head_modules(model))
+    modules = dict(model.named_modules())
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=lora_targets(model.config.model_type, cfg),
-        # PEFT adds the head itself for SEQ_CLS; modules the checkpoint lacked (a pooler) must
-        # be trained and saved too, or the reloaded classifier would get other random weights.
-        modules_to_save=[name.rsplit(".", 1)[-1] for name in head_and_new if name not in heads]
+        # PEFT adds `classifier`/`score` itself; every other head module (DistilBERT's
+        # pre_classifier, DeBERTa's pooler, ModernBERT's head) and module the checkpoint lacked
+        # must be trained and saved too, or the reloaded classifier would get other random weights.
+        modules_to_save=[name.rsplit(".", 1)[-1] for name in head_and_new
+                         if name not in PEFT_HEAD_NAMES and any(True for _ in modules[name].parameters())]
         or None,
     )
     return get_peft_model(model, config)

@@ -214,7 +214,8 @@ class TuningConfig:
     lora_alpha: int = setting(16, "LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = setting(0.1, "Dropout on the LoRA branch.")
     lora_target_modules: Optional[list] = setting(
-        None, "Module names LoRA wraps; null picks them from the architecture."
+        None, "Module names LoRA wraps; null picks them from the architecture; [all-linear] "
+        "wraps every linear layer but the head."
     )
     top_k_layers: int = setting(2, "For `top_k`: how many of the last encoder layers train.")
 
