@@ -13,7 +13,8 @@ from conftest import REPO, launch_command, overrides_to_args
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "recipes" / "accelerate").glob("*.yaml"))
 # config -> (processes, distributed type) that results.json must report on a CPU-only machine
-CPU_CONFIGS = {"cpu.yaml": (1, "NO"), "ddp_cpu.yaml": (2, "MULTI_CPU")}
+# (fsdp_gpu.yaml: without a GPU, DDP on the CPU, with a warning saying so.)
+CPU_CONFIGS = {"cpu.yaml": (1, "NO"), "ddp_cpu.yaml": (2, "MULTI_CPU"), "fsdp_gpu.yaml": (2, "MULTI_CPU")}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -28,6 +29,7 @@ def test_configs_cover_cpu_ddp_fsdp_and_deepspeed():
     # ddp_cpu.yaml is MULTI_GPU on paper: see its header and the launch test below.
     assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds
     assert set(CPU_CONFIGS) <= {p.name for p in CONFIGS}
+    assert {n for n in CPU_CONFIGS if "cpu" in n} == {p.name for p in CONFIGS if "cpu" in p.name}
 
 
 @pytest.mark.parametrize("name", CPU_CONFIGS)
@@ -44,3 +46,4 @@ def test_cpu_config_runs_what_its_header_says(name, tiny_overrides, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     environment = json.loads((tmp_path / "run" / "results.json").read_text())["environment"]
     assert (environment["num_processes"], environment["distributed_type"]) == CPU_CONFIGS[name]
+    assert ("FSDP was requested, but there is no GPU" in done.stderr) == (name == "fsdp_gpu.yaml")
