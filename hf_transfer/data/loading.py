@@ -213,7 +213,7 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
                 field = roles.get(column, f"filter.{column}")
                 raise DataError(
                     f"`{where}.{field}`: column {column!r} is not in split {name!r}. "
-                    f"Columns there: {', '.join(columns)}."
+                    f"Columns there: {', '.join(columns)}.{_delimiter_hint(columns)}"
                 )
         split = apply_filter(split, cfg.filter, f"{where}.filter", name)
         for column, field in ((cfg.text_column, "text_column"), (cfg.label_column, "label_column")):
@@ -285,6 +285,16 @@ def texts_as_strings(split: datasets.Dataset, text_column: str) -> datasets.Data
                      batched=True, features=_with_string(split.features, text_column))
 
 
+def _delimiter_hint(columns: list[str]) -> str:
+    """One column whose name holds another delimiter: the file is not comma-separated."""
+    if len(columns) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if delimiter in columns[0]:
+                return (f" The file seems separated by {name}, not commas: save it as a "
+                        "comma-separated CSV.")
+    return ""
+
+
 def _with_string(features: datasets.Features, column: str) -> datasets.Features:
     features = features.copy()
     features[column] = datasets.Value("string")
@@ -320,7 +330,14 @@ def _clean(split: datasets.Dataset, where: str) -> datasets.Dataset:
                        "(%d without text, %d without label).",
                        where, dropped, len(keep), sum(no_text), sum(no_label))
         split = split.select(np.flatnonzero(keep))
+    numbers = sum(bool(_NUMBER.fullmatch(text.strip())) for text in split["text"])
+    if numbers > len(split) // 2:  # an id or score column, most likely, not the documents
+        logger.warning("%s: %d of %d texts are plain numbers: is `%s.text_column` the column "
+                       "that holds the documents?", where, numbers, len(split), where.split(" ")[0])
     return split
+
+
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
 def _report_label_case(data: datasets.DatasetDict, where: str) -> None:

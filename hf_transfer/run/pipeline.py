@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -49,7 +50,8 @@ from ..saving import save_classifier
 from ..strategies import registry
 from ..strategies.base import Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
-from ..training import Engine, Stage, StageResult, full_state_dict, make_accelerator, resume_plan, unwrap
+from ..training import (Engine, Stage, StageResult, checkpoint_bytes, full_state_dict, make_accelerator,
+                        resume_plan, unwrap, weights_bytes)
 from ..tuning import apply_tuning, check_tuning
 from .comparison import run_comparison
 from .results import confusion_of, flat_config, format_summary, insert_after, one_line, run_results
@@ -237,6 +239,7 @@ class Recipe:
         self._check_distributed(accelerator)
         with accelerator.main_process_first():
             data, tokenizer = self._prepare_data()
+        self._check_resume_data(accelerator, data)
         stages = self.strategy.stages(data)
         plan = resume_plan(self.layout.checkpoints, self.scenario_stage_names() + [s.name for s in stages],
                            cfg.output.resume_from_checkpoint)
@@ -263,6 +266,7 @@ class Recipe:
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
         self.strategy.load_data(raw, meta_model)
         check_tuning(meta_model, cfg.tuning)
+        self._check_free_space(meta_model)
         tokenizer = load_tokenizer(self.tokenizer_config())
         check_max_length(cfg.model, meta_model, tokenizer)
         data = self.tokenize(raw, tokenizer)
@@ -436,6 +440,52 @@ class Recipe:
                 f"which started with other settings: {'; '.join(changed)}. Resume with the original "
                 f"settings (they are in {self.layout.config}), or start a new run in another "
                 "`--output.dir`.")
+
+    def _check_resume_data(self, accelerator, data: RunData) -> None:
+        """A resume continues on the data the run started with: the same labels (else the
+        checkpoint's head does not fit) and split sizes (else its schedule and batches do not).
+        A new run records them."""
+        rows = ", ".join(f"{role}/{split} {n}" for role, sizes in data.sizes.items()
+                         for split, n in sizes["splits"].items())
+        summary = {"labels": list(data.labels.names), "rows": rows}
+        path = self.layout.data
+        if self.config.output.resume_from_checkpoint and path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            changed = [f"the {key} were {before.get(key)}; now {summary[key]}"
+                       for key in summary if before.get(key) != summary[key]]
+            if changed:
+                raise DataError(
+                    f"`output.resume_from_checkpoint` continues the run in {str(self.run_dir)!r}, "
+                    f"which started on other data: {'; '.join(changed)}. Resume with the original "
+                    "data files, or start a new run in another `--output.dir`.")
+        elif accelerator.is_main_process:
+            write_json(path, summary)
+        accelerator.wait_for_everyone()
+
+    def _check_free_space(self, meta_model: torch.nn.Module) -> None:
+        """Refuse a run whose first checkpoint and saved model cannot fit on the output disk
+        (it would fail after the training time was spent); warn when the checkpoints it keeps
+        may not fit."""
+        cfg = self.config
+        checkpoint = checkpoint_bytes(meta_model, cfg.tuning.method)
+        least = checkpoint + (weights_bytes(meta_model) if cfg.output.save_model else 0)
+        # Kept: `save_total_limit` newest, the best one, and the one being written.
+        kept = least + checkpoint * (cfg.training.save_total_limit + 1)
+        free = shutil.disk_usage(self.run_dir).free
+        if free < least:
+            raise ConfigError(
+                f"`output.dir` {str(self.run_dir)!r} has {_gib(free)} free, but one checkpoint and "
+                f"the saved model of this run need about {_gib(least)}: free some space or choose "
+                "a folder on another disk.")
+        if free < kept:
+            logger.warning("%s has %s free; the checkpoints this run keeps (`training.save_total_limit` "
+                           "%d, plus the best) may need about %s. Lower `training.save_total_limit` "
+                           "or free some space.", self.run_dir, _gib(free),
+                           cfg.training.save_total_limit, _gib(kept))
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 # Settings a resumed run may change: where and what it writes and reports, not what it trains.

@@ -20,7 +20,8 @@ and direction (see :class:`Stage`): the masked-LM and domain-adversarial stages 
   or skips that update (``training.on_nonfinite``).
 """
 
-from .checkpoints import FINISHED, RESULT_FILE, STATE_FILE, list_checkpoints, resume_plan
+from .checkpoints import (FINISHED, RESULT_FILE, STATE_FILE, checkpoint_bytes, list_checkpoints, resume_plan,
+                          weights_bytes)
 from .loop import Engine, full_state_dict, make_accelerator, unwrap
 from .stage import Stage, StageResult
 
@@ -31,9 +32,11 @@ __all__ = [
     "Engine",
     "Stage",
     "StageResult",
+    "checkpoint_bytes",
     "full_state_dict",
     "list_checkpoints",
     "make_accelerator",
     "resume_plan",
     "unwrap",
+    "weights_bytes",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 from collections import OrderedDict
 from dataclasses import asdict, fields
@@ -17,7 +18,7 @@ from typing import Optional
 
 from accelerate import Accelerator
 from accelerate.utils.constants import SAFE_MODEL_NAME
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from ..atomic import PARTIAL, clean_leftovers, publish_dir, remove_tree, write_json
 from ..errors import ConfigError
@@ -33,6 +34,18 @@ RESULT_FILE = "result.json"
 SAFE_LOAD = {"weights_only": True}
 FINISHED = "finished"  # resume plan entry: the stage completed in an earlier attempt
 CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+
+
+def weights_bytes(model) -> int:
+    """Bytes of the model's weights in float32 (works on a model built on the meta device)."""
+    return 4 * sum(p.numel() for p in model.parameters())
+
+
+def checkpoint_bytes(model, tuning_method: str) -> int:
+    """A rough size of one checkpoint: under full tuning the weights and Adam's two moments for
+    every weight; under the other methods the size of the weights, an upper bound for LoRA and
+    frozen (their checkpoints hold only what trains and its optimizer state: far less)."""
+    return weights_bytes(model) * (3 if tuning_method == "full" else 1)
 
 
 def list_checkpoints(stage_dir: Path) -> list[Path]:
@@ -229,10 +242,24 @@ class CheckpointStore:
 
     def _load(self, checkpoint: Path) -> None:
         """``load_state``: the checkpoint's weights (the trained ones only, unless every
-        parameter trains) over the prepared model, whose frozen weights are the base model's."""
+        parameter trains) over the prepared model, whose frozen weights are the base model's. A
+        checkpoint that is damaged (truncated, overwritten) or that does not fit this run's model
+        becomes one message naming it, and the checkpoints to use instead."""
         handle = self.acc.register_load_state_pre_hook(_require_trained_weights)
         try:
             self.acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD, strict=False)
+        except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, OSError, KeyError,
+                ValueError) as err:
+            # torch's unpickling message advises weights_only=False: not advice to pass on.
+            reason = ("not a readable torch file" if isinstance(err, pickle.UnpicklingError)
+                      else (str(err).strip().splitlines() or ["-"])[0][:300])
+            others = [str(c) for c in list_checkpoints(self.stage_dir) if c.name != Path(checkpoint).name]
+            instead = (f"resume from another checkpoint (`--output.resume_from_checkpoint {others[-1]}`)"
+                       if others else "start the run anew (`--output.overwrite true`)")
+            raise ConfigError(
+                f"Checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {reason}): it is "
+                f"damaged, or it was written for another model. Delete or move it away and "
+                f"{instead}.") from err
         finally:
             handle.remove()
 
@@ -268,7 +295,7 @@ def _require_trained_weights(models, input_dir) -> None:
         # accelerate's names: model.safetensors, model_1.safetensors, ...
         file = Path(input_dir) / f"{SAFE_MODEL_NAME}{f'_{i}' if i else ''}.safetensors"
         if not file.is_file():
-            continue  # a pickled checkpoint: accelerate loads it strictly
+            continue  # no safetensors weights: accelerate's own error says so
         with safe_open(str(file), framework="pt") as saved:
             keys = set(saved.keys())
         state = model.state_dict(keep_vars=True)
@@ -278,9 +305,6 @@ def _require_trained_weights(models, input_dir) -> None:
         saved_storage = {state[k].data_ptr() for k in keys if k in state}
         lacking = sorted(n for n in trained - keys if n not in state or state[n].data_ptr() not in saved_storage)
         unknown = sorted(keys - names)
-        if lacking or unknown:
-            raise ConfigError(
-                f"Checkpoint {input_dir} does not fit this run's model: it lacks "
-                f"{len(lacking)} trained weight(s) (e.g. {lacking[:3]}) and has {len(unknown)} "
-                f"unknown one(s) (e.g. {unknown[:3]}). Resume with the settings that wrote it, or "
-                "start afresh (`output.overwrite`).")
+        if lacking or unknown:  # _load turns it into the message naming the checkpoint
+            raise RuntimeError(f"it lacks {len(lacking)} weight(s) that train here (e.g. "
+                               f"{lacking[:3]}) and has {len(unknown)} this model lacks (e.g. {unknown[:3]})")
