@@ -254,6 +254,9 @@ class TrainingConfig:
     lr_scheduler: str = setting("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
     warmup_ratio: float = setting(0.1, "Fraction of optimizer steps spent warming up.")
     max_grad_norm: Optional[float] = setting(1.0, "Gradient clipping norm; null disables clipping.")
+    gradient_checkpointing: bool = setting(
+        False, "Recompute activations in the backward pass instead of keeping them: much less "
+        "memory for long texts or large models, about a third more compute; the same numbers.")
     eval_strategy: str = setting("epoch", "Evaluate (and checkpoint) every `epoch` or every `eval_steps`.")
     eval_steps: int = setting(100, "Optimizer steps between evaluations when eval_strategy is `steps`.")
     metric_for_best: str = setting("macro_f1", "Metric that picks the best checkpoint: accuracy, macro_f1.")

@@ -88,6 +88,21 @@ def fsdp2_units_around_embeddings(plugin, model: torch.nn.Module) -> None:
     plugin.transformer_cls_names_to_wrap = [name for name in names if name not in holding]
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """`training.gradient_checkpointing`: on the outermost transformers model inside ``model``
+    (a PEFT or strategy wrapper holds one). Non-reentrant checkpointing: it needs no input that
+    requires grad (LoRA over frozen embeddings) and restores the RNG state, so dropout, and so
+    the results, are those of a run without it."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or not inner.supports_gradient_checkpointing:
+        name = type(inner or model).__name__
+        raise ConfigError(f"`training.gradient_checkpointing` is on, but {name} does not support it: "
+                          "turn it off.")
+    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def unwrap(accelerator: Accelerator, model) -> torch.nn.Module:
     """The plain module inside a prepared one: no DDP/FSDP wrapper, no ``torch.compile``
     wrapper (a compiled module's weights are named ``_orig_mod.*``; saving and the next stage
@@ -285,6 +300,8 @@ class Engine:
                                    num_processes=acc.num_processes,
                                    pad_to_multiple_of=cfg.pad_to_multiple_of)
         optimizer = _adamw(_parameter_groups(model, cfg.weight_decay), stage.learning_rate)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         if acc.distributed_type.value == "FSDP":
             fsdp2_units_around_embeddings(acc.state.fsdp_plugin, model)
         model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
