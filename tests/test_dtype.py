@@ -43,15 +43,16 @@ def test_a_half_precision_checkpoint_loads_and_trains_in_float32(half_checkpoint
     _one_step(model)  # transformers 5 alone would keep fp16 and crash on the CPU (mixed dtype)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("method", ["lora", "frozen"])
-def test_a_half_precision_base_trains_float32_adapters_and_head(tiny_model, method):
-    model_cfg = ModelConfig(name_or_path=str(tiny_model), dtype="bfloat16")
+def test_a_half_precision_base_trains_float32_adapters_and_head(tiny_model, method, dtype):
+    model_cfg = ModelConfig(name_or_path=str(tiny_model), dtype=dtype)
     model, new = load_classifier_model(model_cfg, LABELS)
     model = apply_tuning(model, TuningConfig(method=method), new)
     trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n: p.dtype for n, p in model.named_parameters() if not p.requires_grad}
     assert set(trainable.values()) == {torch.float32}, trainable
-    assert set(frozen.values()) == {torch.bfloat16}
+    assert set(frozen.values()) == {getattr(torch, dtype)}
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     _one_step(model)
     changed = {n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])}
