@@ -83,7 +83,29 @@ def load_tokenizer(cfg: ModelConfig):
             f"vocab.txt, ...): the tokenizer built without them knows only its {len(tokenizer)} "
             "special tokens, so every word would be unknown. Put the model's tokenizer files in "
             "that folder.")
+    return with_pad_token(tokenizer)
+
+
+def with_pad_token(tokenizer):
+    """Batches need a pad token: decoder-only models (GPT-2, Llama, Mistral) often ship without
+    one, so their end-of-text token pads (the usual choice; the saved tokenizer keeps it).
+    Padding goes on the right: a decoder's classifier reads the last token that is not
+    padding, and with right padding the real tokens of every row keep positions 0.. and never
+    see a pad (causal attention), so a padded row gives the logits of the row alone."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
     return tokenizer
+
+
+def match_pad_token(model: torch.nn.Module, tokenizer) -> None:
+    """The classifier must know the tokenizer's pad id: a decoder's classification head pools
+    the last token that is not ``config.pad_token_id`` (and refuses batches when it is None).
+    Set on the loaded model, not in the config it is built from, so no embedding row becomes
+    a ``padding_idx`` that never trains."""
+    config = getattr(model, "config", None)
+    if config is not None and tokenizer.pad_token_id is not None and config.pad_token_id != tokenizer.pad_token_id:
+        config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_classifier_model(cfg: ModelConfig, labels: list[str]):
@@ -99,9 +121,12 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
     )
     model, missing = load_pretrained(
         AutoModelForSequenceClassification, cfg.name_or_path, cfg, config=config, revision=cfg.revision,
+        dtype=getattr(torch, cfg.dtype),
         # A checkpoint that is already a classifier with another label count gets a new head.
         ignore_mismatched_sizes=True,
     )
+    if model.config.pad_token_id is None:  # decoder-only models; encoders come with theirs
+        match_pad_token(model, load_tokenizer(cfg))
     new_modules = sorted(owning_modules(model, missing))
     logger.info("Initialised at random (will be trained and saved): %s", ", ".join(new_modules))
     return model, new_modules
@@ -111,8 +136,12 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
                     **kwargs):
     """``auto_class.from_pretrained(name_or_path, **kwargs)`` by the library's rules: packaged
     models resolved offline, safetensors only unless `model.allow_pickle`, a clear error naming
-    the model (``shown_as``, default ``name_or_path``) and the option. Returns the model and the
-    names of the weights the checkpoint lacked (missing, or of another shape)."""
+    the model (``shown_as``, default ``name_or_path``) and the option, float32 weights unless
+    ``dtype`` says otherwise. Returns the model and the names of the weights the checkpoint
+    lacked (missing, or of another shape)."""
+    # transformers 5 keeps a checkpoint's own dtype by default: a half-precision checkpoint
+    # would train in half precision (no fp32 master weights; on the CPU, a dtype crash).
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model, info = auto_class.from_pretrained(
             resolve_model_path(name_or_path), trust_remote_code=cfg.trust_remote_code,

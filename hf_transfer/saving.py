@@ -34,9 +34,9 @@ from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
 from .hub import write_model_card
-from .modeling import (damaged_weights_error, load_report_silenced, peft_deprecation_silenced,
-                       report_unrestored, require_finite, resolve_model_path, weights_error,
-                       weights_format)
+from .modeling import (damaged_weights_error, load_report_silenced, match_pad_token, peft_deprecation_silenced,
+                       report_unrestored, require_finite, resolve_model_path, weights_error, weights_format,
+                       with_pad_token)
 
 META_FILE = "hf_transfer.json"
 
@@ -186,19 +186,21 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
             with load_report_silenced():
                 base, loading_info = AutoModelForSequenceClassification.from_pretrained(
                     resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
-                    ignore_mismatched_sizes=True, output_loading_info=True,
+                    ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32,
                 )
             with peft_deprecation_silenced():
                 model = PeftModel.from_pretrained(base, folder)
             report_unrestored(base, loading_info, _adapter_restored_modules(model), str(path))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights,
+                                                                       dtype=torch.float32)
     except OSError as err:
         raise weights_error(str(path), err, "`allow_pickle`") from err
     except SafetensorError as err:
         raise damaged_weights_error(path, err) from err
     require_finite(model, path)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = with_pad_token(AutoTokenizer.from_pretrained(folder))
+    match_pad_token(model, tokenizer)  # an adapter's base config may lack the pad id
     if device:
         model.to(device)
     return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128),

@@ -56,7 +56,8 @@ def launch_command(script: str, args: list[str], num_processes: int = 1,
     # With no GPU, --multi_gpu starts N gloo processes on the CPU (DistributedType.MULTI_CPU).
     launcher += ["--multi_gpu", "--num_processes", str(num_processes)] if num_processes > 1 \
         else ["--cpu", "--num_processes", "1"]
-    # The repository first: the processes run the code under test, not another installed copy.
+    # The checkout under test first: a script started by path would otherwise import whichever
+    # hf_transfer is installed (e.g. the editable install of another worktree).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     return [*launcher, str(REPO / script), *args], env
 

@@ -364,6 +364,17 @@ def _damaged_weights(how: str) -> Callable:
     return make
 
 
+def _half_precision_checkpoint(b: Bench) -> dict:
+    """A checkpoint stored in float16 (many Hub checkpoints are): trained with float32 weights,
+    not in pure half precision (whose updates round away; on the CPU a dtype crash)."""
+    from safetensors.torch import load_file, save_file
+
+    model = b.model_copy()
+    weights = model / "model.safetensors"
+    save_file({k: v.half() for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    return {**b.overrides, "model.name_or_path": str(model), "tuning.method": "full"}
+
+
 def _broken_model_config(b: Bench) -> dict:
     model = b.model_copy()
     (model / "config.json").write_text('{"model_type": "bert", "hidden_size": ', encoding="utf-8")
@@ -485,6 +496,8 @@ CASES = [
     Case("config: max_length beyond the model's positions", "config", ERROR,
          r"`model.max_length` is 100000, but .* reads at most 128 tokens: use at most 128",
          _set(model__max_length=100000)),
+    Case("config: a half-precision base with full tuning", "config", ERROR,
+         r"`model.dtype` is bfloat16, but `tuning.method` full", _set(model__dtype="bfloat16", tuning__method="full")),
     Case("config: a model folder that does not exist", "config", ERROR,
          r"`model.name_or_path` '/nonexistent/model' is neither a folder here nor a Hub model id",
          _set(model__name_or_path="/nonexistent/model")),
@@ -504,7 +517,7 @@ CASES = [
     Case("output: an earlier run there", "output", REFUSED, r"already holds a run .*--output.overwrite true",
          _a_finished_run),
     Case("output: no free space", "output", ERROR,
-         r"`output.dir` .* has 0.0 MiB free, but one checkpoint and the saved model of this run need about",
+         r"`output.dir` .* has 0.0 MiB free, but this run needs about 0.1 MiB for its saved model: free some",
          _no_free_space),
     # resume
     Case("resume: no checkpoints", "resume", ERROR, r"has no checkpoints/ folder", _resume_without_checkpoints),
@@ -536,6 +549,8 @@ CASES = [
     Case("weights: no weights file", "weights", ERROR,
          r"'.*model' has no safetensors weights \(only pickle files such as pytorch_model.bin, or none\)",
          _damaged_weights("missing"), weights_may_load=True),
+    Case("weights: a half-precision checkpoint", "weights", HANDLED, r"tuning full: [\d,]+ of [\d,]+ parameters train",
+         _half_precision_checkpoint, results=lambda r: r["stages"][0]["steps"] == 6),
     Case("weights: a broken config.json", "weights", ERROR,
          r"`model.name_or_path` '.*model' is a folder, but its model could not be loaded: .*config.json.* is not a "
          r"valid JSON file", _broken_model_config),

@@ -103,8 +103,11 @@ def test_two_processes_count_each_example_once_and_match_one_process(tiny_overri
     assert metrics[2] == metrics[1]
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tiny_overrides, tmp_path):
-    overrides = {**tiny_overrides, "tuning.method": "full", "training.num_epochs": 3,
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_resumed_run_ends_like_an_uninterrupted_one(tiny_overrides, tmp_path, method):
+    """A LoRA checkpoint holds only the adapters and head: the frozen base comes from the
+    pretrained model on resume, and the run still ends exactly as an uninterrupted one."""
+    overrides = {**tiny_overrides, "tuning.method": method, "training.num_epochs": 3,
                  "training.eval_strategy": "steps", "training.eval_steps": 5,
                  "training.save_total_limit": 100, "training.learning_rate": 2e-3,
                  "output.dir": str(tmp_path / "full")}
@@ -126,6 +129,27 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tiny_overrides, tmp_path):
     resumed = DomainAdaptationRecipe(resumed_config).run()
     assert resumed["eval_matrix"] == uninterrupted["eval_matrix"]
     assert resumed["best_step"] == uninterrupted["best_step"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "frozen", "top_k"])
+def test_checkpoints_hold_only_the_weights_that_train(tiny_overrides, tmp_path, method):
+    from safetensors import safe_open
+
+    overrides = {**tiny_overrides, "tuning.method": method, "training.max_steps": 2,
+                 "output.dir": str(tmp_path / method)}
+    recipe = DomainAdaptationRecipe(load_config(overrides=overrides))
+    recipe.run()
+    checkpoint = sorted((tmp_path / method / "checkpoints" / "source").glob("step_*"))[-1]
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as saved:
+        keys = set(saved.keys())
+    # the final model is unwrapped; the checkpoint's names are those of the prepared model
+    trained = {n for n, p in recipe.model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    if method == "full":
+        assert keys == set(recipe.model.state_dict())  # whole, buffers included
+    else:
+        assert keys == trained and len(keys) < len(recipe.model.state_dict())
+    assert {"optimizer.bin", "scheduler.bin", "random_states_0.pkl", "trainer_state.json"} <= \
+        {p.name for p in checkpoint.iterdir()}
 
 
 def test_existing_run_folder_is_never_overwritten_silently(tiny_overrides, tmp_path):
@@ -208,3 +232,20 @@ def test_script_reports_user_errors_without_a_traceback(tiny_overrides, tmp_path
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_numbers(tiny_overrides, tmp_path, method):
+    """Activations recomputed in the backward pass (with dropout's RNG state restored): the
+    same loss trace and evaluation as a run that keeps them."""
+    runs = {}
+    for on in (False, True):
+        overrides = {**tiny_overrides, "tuning.method": method, "training.max_steps": 4,
+                     "training.logging_steps": 1, "training.gradient_checkpointing": on,
+                     "output.dir": str(tmp_path / f"gc_{on}")}
+        recipe = DomainAdaptationRecipe(load_config(overrides=overrides))
+        results = recipe.run()
+        runs[on] = (results["eval_matrix"], [s["history"] for s in results["stages"]])
+    model = recipe.model.get_base_model() if method == "lora" else recipe.model
+    assert model.is_gradient_checkpointing
+    assert runs[True] == runs[False]

@@ -16,6 +16,10 @@ from ..errors import ConfigError
 
 TUNING_METHODS = ("full", "lora", "frozen", "top_k")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+# Tuning methods that leave the pretrained weights frozen: only those may hold them in half
+# precision (`model.dtype`); what trains is always float32.
+FROZEN_BASE_METHODS = ("lora", "frozen")
 EVAL_STRATEGIES = ("epoch", "steps")
 METRICS_FOR_BEST = ("accuracy", "macro_f1")
 DATASET_ORIGINS = ("builtin", "hub_id", "files")
@@ -60,6 +64,12 @@ class ModelConfig:
         False, "Allow weights in pickle format (`pytorch_model.bin`) when a model has no "
         "safetensors. Unpickling a file can run arbitrary code: turn on only for models you trust."
     )
+    dtype: str = setting(
+        "float32", "Precision the pretrained weights are held in, whatever the checkpoint's dtype "
+        "(a half-precision checkpoint is upcast). `bfloat16`/`float16` halve the memory of the "
+        "frozen base with `tuning.method` lora or frozen; what trains stays float32 (master "
+        "weights). Mixed-precision compute is `training.mixed_precision`'s job."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = []
@@ -67,6 +77,8 @@ class ModelConfig:
             out.append(f"`{path}.name_or_path` is empty: give a Hub id or a local model folder.")
         if self.max_length < 8:
             out.append(f"`{path}.max_length` is {self.max_length}: use at least 8 tokens.")
+        if self.dtype not in MODEL_DTYPES:
+            out.append(choice_problem(f"{path}.dtype", self.dtype, MODEL_DTYPES))
         return out
 
 
@@ -202,7 +214,8 @@ class TuningConfig:
     lora_alpha: int = setting(16, "LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = setting(0.1, "Dropout on the LoRA branch.")
     lora_target_modules: Optional[list] = setting(
-        None, "Module names LoRA wraps; null picks them from the architecture."
+        None, "Module names LoRA wraps; null picks them from the architecture; [all-linear] "
+        "wraps every linear layer but the head."
     )
     top_k_layers: int = setting(2, "For `top_k`: how many of the last encoder layers train.")
 
@@ -260,6 +273,9 @@ class TrainingConfig:
     lr_scheduler: str = setting("linear", f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}.")
     warmup_ratio: float = setting(0.1, "Fraction of optimizer steps spent warming up.")
     max_grad_norm: Optional[float] = setting(1.0, "Gradient clipping norm; null disables clipping.")
+    gradient_checkpointing: bool = setting(
+        False, "Recompute activations in the backward pass instead of keeping them: much less "
+        "memory for long texts or large models, about a third more compute; the same numbers.")
     eval_strategy: str = setting("epoch", "Evaluate (and checkpoint) every `epoch` or every `eval_steps`.")
     eval_steps: int = setting(100, "Optimizer steps between evaluations when eval_strategy is `steps`.")
     metric_for_best: str = setting("macro_f1", "Metric that picks the best checkpoint: accuracy, macro_f1.")
@@ -452,7 +468,18 @@ class RunConfig:
         out = []
         for f in dataclasses.fields(self):
             out += getattr(self, f.name).problems(f.name)
-        return out
+        return out + self.dtype_problems()
+
+    def dtype_problems(self) -> list[str]:
+        """Half-precision weights only where they stay frozen: full or top_k tuning would
+        update them in half precision, where small updates round away."""
+        half = self.model.dtype in MODEL_DTYPES and self.model.dtype != "float32"
+        if not half or self.tuning.method in FROZEN_BASE_METHODS:
+            return []
+        return [f"`model.dtype` is {self.model.dtype}, but `tuning.method` {self.tuning.method} "
+                "trains pretrained weights, which need float32 (half precision rounds small updates "
+                f"away): use `model.dtype: float32` (and `training.mixed_precision: bf16` for speed), "
+                f"or `tuning.method` {' or '.join(FROZEN_BASE_METHODS)}."]
 
     def validate(self) -> "RunConfig":
         """Raise one ConfigError listing every problem, or return self."""

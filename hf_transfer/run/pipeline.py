@@ -507,23 +507,24 @@ class Recipe:
                               "`strategy.label_shift` none.")
 
     def _check_free_space(self, meta_model: torch.nn.Module) -> None:
-        """Refuse a run whose first checkpoint and saved model cannot fit on the output disk
-        (it would fail after the training time was spent); warn when the checkpoints it keeps
-        may not fit."""
+        """Refuse a run whose saved model (and, under full tuning, first checkpoint) cannot fit on
+        the output disk: it would fail after the training time was spent. Warn when the
+        checkpoints it keeps may not fit (a rough upper bound)."""
         cfg = self.config
-        checkpoint = checkpoint_bytes(meta_model, cfg.tuning.method)
-        least = checkpoint + (weights_bytes(meta_model) if cfg.output.save_model else 0)
+        weights = weights_bytes(meta_model) if cfg.output.save_model else 0  # every method saves the classifier
+        full_checkpoint = checkpoint_bytes(meta_model, "full") if cfg.tuning.method == "full" else 0
+        least = weights + full_checkpoint
         # Kept: `save_total_limit` newest, the best one, and the one being written.
-        kept = least + checkpoint * (cfg.training.save_total_limit + 1)
+        kept = weights + checkpoint_bytes(meta_model, cfg.tuning.method) * (cfg.training.save_total_limit + 2)
         free = shutil.disk_usage(self.run_dir).free
         if free < least:
             raise ConfigError(
-                f"`output.dir` {str(self.run_dir)!r} has {_gib(free)} free, but one checkpoint and "
-                f"the saved model of this run need about {_gib(least)}: free some space or choose "
-                "a folder on another disk.")
+                f"`output.dir` {str(self.run_dir)!r} has {_gib(free)} free, but this run needs about "
+                f"{_gib(least)} for its saved model{' and one checkpoint' if full_checkpoint else ''}: "
+                "free some space or choose a folder on another disk.")
         if free < kept:
             logger.warning("%s has %s free; the checkpoints this run keeps (`training.save_total_limit` "
-                           "%d, plus the best) may need about %s. Lower `training.save_total_limit` "
+                           "%d, plus the best) may need up to %s. Lower `training.save_total_limit` "
                            "or free some space.", self.run_dir, _gib(free),
                            cfg.training.save_total_limit, _gib(kept))
 

@@ -11,12 +11,14 @@ import json
 import logging
 import pickle
 import re
+from collections import OrderedDict
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
 from accelerate import Accelerator
-from safetensors import SafetensorError
+from accelerate.utils.constants import SAFE_MODEL_NAME
+from safetensors import SafetensorError, safe_open
 
 from ..atomic import PARTIAL, clean_leftovers, publish_dir, remove_tree, write_json
 from ..errors import ConfigError
@@ -40,8 +42,9 @@ def weights_bytes(model) -> int:
 
 
 def checkpoint_bytes(model, tuning_method: str) -> int:
-    """A rough size of one checkpoint: the weights, and under full tuning Adam's two moments
-    for every weight (the other methods' optimizer state is small beside the weights)."""
+    """A rough size of one checkpoint: under full tuning the weights and Adam's two moments for
+    every weight; under the other methods the size of the weights, an upper bound for LoRA and
+    frozen (their checkpoints hold only what trains and its optimizer state: far less)."""
     return weights_bytes(model) * (3 if tuning_method == "full" else 1)
 
 
@@ -149,7 +152,11 @@ class CheckpointStore:
             clean_leftovers(checkpoint.parent, "step_*")  # what a killed attempt left behind
             partial.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(partial))
+        handle = acc.register_save_state_pre_hook(_keep_trained_weights_only)
+        try:
+            acc.save_state(str(partial))
+        finally:
+            handle.remove()
         # Every process writes its own random states: all must be done before the rename.
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -234,10 +241,13 @@ class CheckpointStore:
             self._load(Path(best_checkpoint))
 
     def _load(self, checkpoint: Path) -> None:
-        """``load_state``; a checkpoint that is damaged (truncated, overwritten) or that does not
-        fit this run's model becomes one message naming it, and the checkpoints to use instead."""
+        """``load_state``: the checkpoint's weights (the trained ones only, unless every
+        parameter trains) over the prepared model, whose frozen weights are the base model's. A
+        checkpoint that is damaged (truncated, overwritten) or that does not fit this run's model
+        becomes one message naming it, and the checkpoints to use instead."""
+        handle = self.acc.register_load_state_pre_hook(_require_trained_weights)
         try:
-            self.acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD)
+            self.acc.load_state(str(checkpoint), load_kwargs=SAFE_LOAD, strict=False)
         except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, OSError, KeyError,
                 ValueError) as err:
             # torch's unpickling message advises weights_only=False: not advice to pass on.
@@ -250,3 +260,51 @@ class CheckpointStore:
                 f"Checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {reason}): it is "
                 f"damaged, or it was written for another model. Delete or move it away and "
                 f"{instead}.") from err
+        finally:
+            handle.remove()
+
+
+# A checkpoint holds what the run changes: the weights that train, the optimizer, scheduler,
+# samplers, RNG and loop state. Frozen weights (a LoRA or frozen run's base model, most of a
+# top_k run) are left out: they equal the base model's, which every attempt loads anyway, and
+# would make each checkpoint as large as the model (91 MB for a 0.3 MB adapter). With every
+# parameter training (full), the state dict is saved whole, buffers included, as before.
+
+
+def _trained_names(model) -> Optional[set]:
+    """State-dict names of the parameters that train, or None when all do."""
+    params = list(model.named_parameters(remove_duplicate=False))
+    if all(p.requires_grad for _, p in params):
+        return None
+    return {name for name, p in params if p.requires_grad}
+
+
+def _keep_trained_weights_only(models, weights, output_dir) -> None:
+    for i, model in enumerate(models):
+        trained = _trained_names(model)
+        if trained is not None:
+            # An OrderedDict, like a state dict: accelerate then drops tied copies (an MLM
+            # head's bias) before safetensors, which refuses tensors that share memory.
+            weights[i] = OrderedDict((k, v) for k, v in weights[i].items() if k in trained)
+
+
+def _require_trained_weights(models, input_dir) -> None:
+    """Weights load with ``strict=False`` (a checkpoint holds the trained ones only): check
+    instead that it holds every weight that trains here and nothing this model lacks."""
+    for i, model in enumerate(models):
+        # accelerate's names: model.safetensors, model_1.safetensors, ...
+        file = Path(input_dir) / f"{SAFE_MODEL_NAME}{f'_{i}' if i else ''}.safetensors"
+        if not file.is_file():
+            continue  # no safetensors weights: accelerate's own error says so
+        with safe_open(str(file), framework="pt") as saved:
+            keys = set(saved.keys())
+        state = model.state_dict(keep_vars=True)
+        names = set(state) | {name for name, _ in model.named_parameters(remove_duplicate=False)}
+        trained = _trained_names(model) or names
+        # A tied copy was saved once, under one of its names.
+        saved_storage = {state[k].data_ptr() for k in keys if k in state}
+        lacking = sorted(n for n in trained - keys if n not in state or state[n].data_ptr() not in saved_storage)
+        unknown = sorted(keys - names)
+        if lacking or unknown:  # _load turns it into the message naming the checkpoint
+            raise RuntimeError(f"it lacks {len(lacking)} weight(s) that train here (e.g. "
+                               f"{lacking[:3]}) and has {len(unknown)} this model lacks (e.g. {unknown[:3]})")

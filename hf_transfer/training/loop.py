@@ -50,7 +50,57 @@ def make_accelerator(**kwargs) -> Accelerator:
     """
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     no_accelerator = not (torch.cuda.is_available() or is_xpu_available() or is_npu_available())
+    sharded = [name for name in ("FSDP", "DEEPSPEED") if _env_flag(f"ACCELERATE_USE_{name}")]
+    if launched and no_accelerator and sharded and os.environ.get("RANK", "0") == "0":
+        # accelerate would drop the request silently: say what runs instead.
+        logger.warning("%s was requested, but there is no GPU: the %s processes run as plain DDP on "
+                       "the CPU (distributed_type MULTI_CPU in results.json), with unsharded "
+                       "parameters.", sharded[0], os.environ["WORLD_SIZE"])
     return Accelerator(cpu=launched and no_accelerator, **kwargs)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def fsdp2_units_around_embeddings(plugin, model: torch.nn.Module) -> None:
+    """FSDP2 with the transformer-based auto-wrap policy: shard no class that contains the input
+    embeddings as a unit of its own.
+
+    accelerate (1.15) wraps every class in the model's ``_no_split_modules`` first, then gives
+    the input embeddings a unit of their own. For BERT-family models ``_no_split_modules``
+    holds ``BertEmbeddings``/``RobertaEmbeddings``, so the word embeddings are already sharded
+    (DTensor) when ``fully_shard`` reaches them; torch (2.13) then takes them for tensor
+    parallelism and fails in ``DeviceMesh._concatenate`` (``TypeError: Invariant encountered:
+    value was None``). Without that class the embeddings get exactly one unit, the layers theirs.
+    """
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    policy = getattr(plugin, "auto_wrap_policy", None)
+    if getattr(plugin, "fsdp_version", 1) != 2 or getattr(policy, "func", policy) is not transformer_auto_wrap_policy:
+        return
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    names = plugin.transformer_cls_names_to_wrap or list(getattr(model, "_no_split_modules", None) or [])
+    if embeddings is None or not names:
+        return
+    holding = {type(m).__name__ for m in model.modules() if m is not embeddings
+               and any(sub is embeddings for sub in m.modules())}
+    plugin.transformer_cls_names_to_wrap = [name for name in names if name not in holding]
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """`training.gradient_checkpointing`: on the outermost transformers model inside ``model``
+    (a PEFT or strategy wrapper holds one). Non-reentrant checkpointing: it needs no input that
+    requires grad (LoRA over frozen embeddings) and restores the RNG state, so dropout, and so
+    the results, are those of a run without it."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or not inner.supports_gradient_checkpointing:
+        name = type(inner or model).__name__
+        raise ConfigError(f"`training.gradient_checkpointing` is on, but {name} does not support it: "
+                          "turn it off.")
+    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def unwrap(accelerator: Accelerator, model) -> torch.nn.Module:
@@ -260,6 +310,10 @@ class Engine:
                                    num_processes=acc.num_processes,
                                    pad_to_multiple_of=cfg.pad_to_multiple_of)
         optimizer = _adamw(_parameter_groups(model, cfg.weight_decay), stage.learning_rate)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        if acc.distributed_type.value == "FSDP":
+            fsdp2_units_around_embeddings(acc.state.fsdp_plugin, model)
         model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
         aux_loader = None if stage.aux is None else acc.prepare(
             make_loader(stage.aux, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
