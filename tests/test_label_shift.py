@@ -4,11 +4,9 @@ the correction folded into the output bias, and what a run records."""
 import json
 from types import SimpleNamespace
 
-import pytest
 import torch
 
 from hf_transfer import DomainAdaptationRecipe, load_classifier, load_config
-from hf_transfer.errors import ConfigError
 from hf_transfer.label_shift import correct_label_shift, em_target_prior
 
 
@@ -92,8 +90,12 @@ def test_a_run_records_the_correction_and_saves_the_corrected_classifier(tiny_ov
     assert len(load_classifier(tmp_path / "run" / "model").predict(texts)) == 20
 
 
-def test_label_shift_is_refused_for_a_strategy_that_trains_on_target_labels(tiny_overrides):
-    with pytest.raises(ConfigError, match=r"`strategy.label_shift` corrects a classifier trained on the source "
-                                          r"labels .* `sequential` trains on labelled target data"):
-        DomainAdaptationRecipe(load_config(overrides={**tiny_overrides, "strategy.name": "sequential",
-                                                      "strategy.label_shift": "em"}))
+def test_label_shift_is_not_applied_to_a_strategy_that_trains_on_target_labels(tiny_overrides, caplog):
+    """The quick start's config turns it on; `--strategy.name sequential` on top of it trains on
+    labelled target data, which has the target's distribution already: a note, no correction."""
+    overrides = {**tiny_overrides, "strategy.name": "sequential", "strategy.label_shift": "mean",
+                 "strategy.target_num_epochs": 1, "training.num_epochs": 1, "output.report": False}
+    with caplog.at_level("INFO", logger="hf_transfer"):
+        results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    assert "label_shift" not in results
+    assert "`strategy.label_shift` mean is not applied: `sequential` trains on labelled target data" in caplog.text

@@ -181,10 +181,23 @@ class Recipe:
         """The model as stage ``stage`` trains it. Default: as it is."""
         return model
 
+    def corrects_label_shift(self) -> bool:
+        """`strategy.label_shift` applies to a classifier trained on the source labels only; a
+        strategy that trains on labelled target data has the target's distribution already."""
+        label_shift = self.config.strategy.label_shift
+        if label_shift == "none" or self.arm is not None:
+            return False
+        if self.strategy.target_stage:
+            logger.info("`strategy.label_shift` %s is not applied: `%s` trains on labelled target data, "
+                        "which has the target's label distribution already.", label_shift, self.strategy.name)
+            return False
+        return True
+
     def needs_unsharded(self) -> bool:
         """Whether this run changes the model in memory between stages or after training (so
         FSDP/DeepSpeed, which shard parameters, cannot run it)."""
-        return self.strategy.needs_unsharded or self.config.strategy.label_shift != "none"
+        return self.strategy.needs_unsharded or (self.config.strategy.label_shift != "none"
+                                                 and not self.strategy.target_stage)
 
     def extra_results(self, data: RunData, matrix: dict) -> dict:
         """Scenario-specific sections added to results.json."""
@@ -255,7 +268,7 @@ class Recipe:
                         cfg.training.pad_to_multiple_of)
         eval_sets = self.eval_sets(data)
         model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)
-        if cfg.strategy.label_shift != "none" and self.arm is None:
+        if self.corrects_label_shift():
             self.label_shift = correct_label_shift(engine, model, data, eval_sets, cfg.training.eval_batch_size,
                                                    cfg.strategy.label_shift)
         return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
@@ -289,7 +302,7 @@ class Recipe:
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
         self.strategy.load_data(raw, meta_model)
         check_tuning(meta_model, cfg.tuning)
-        if cfg.strategy.label_shift != "none":
+        if cfg.strategy.label_shift != "none" and not self.strategy.target_stage:
             self._check_label_shift(raw, meta_model)
         self._check_free_space(meta_model)
         tokenizer = load_tokenizer(self.tokenizer_config())

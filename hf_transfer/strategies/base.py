@@ -73,10 +73,6 @@ class Strategy:
         if self.tuning_methods is not None and method not in self.tuning_methods:
             out.append(f"`tuning.method` is {method!r}, but `{self.name}` {self.tuning_reason}: choose "
                        f"{', '.join(self.tuning_methods)}.")
-        if self.config.strategy.label_shift != "none" and self.target_stage:
-            out.append(f"`strategy.label_shift` corrects a classifier trained on the source labels for "
-                       f"the target's label distribution, but `{self.name}` trains on labelled target "
-                       "data, which has that distribution already: set it to none.")
         return out
 
     # --- data --------------------------------------------------------------------------------
