@@ -20,15 +20,17 @@ from transformers import pipeline
 from fake_hub import fake_hub  # noqa: F401  (the fixture)
 from hf_transfer import load_classifier, push_to_hub, save_classifier
 from test_saving import LABELS, TEXTS, trained
+from tiny_architectures import build_tiny_checkpoint
 from tiny_assets import build_tiny_bert
 
 METHODS = ["lora", "full", "frozen", "top_k"]
 HUB_BASE = "acme/tiny-bert"  # a Hub id, as `sentence-transformers/all-MiniLM-L6-v2` is
 TOKEN = "hf_TESTSECRET_" + "k3Wm" * 6
 
-# How each tiny model family is built: (folder, seed) -> folder. A decoder-only builder joins
-# here when the library supports one.
-MODEL_BUILDERS = {"bert": build_tiny_bert}
+# How each tiny model family is built: (folder, seed) -> folder. An encoder and a decoder-only
+# model (last-token pooling, a pad token the library sets).
+MODEL_BUILDERS = {"bert": build_tiny_bert,
+                  "llama": lambda folder, seed: build_tiny_checkpoint("llama", folder, seed)}
 
 
 @pytest.fixture(scope="module", params=sorted(MODEL_BUILDERS))
@@ -94,6 +96,15 @@ def test_peft_auto_class_loads_the_lora_folder(saved):
     np.testing.assert_allclose(_peft_probabilities(str(folder)), expected, rtol=0, atol=1e-6)
 
 
+def test_merged_adapter_loads_with_pipeline(saved, tmp_path):
+    """`hf-transfer merge`: the standalone classifier gives the adapter's probabilities in the pipeline."""
+    from hf_transfer.merging import merge_adapter
+
+    merged = merge_adapter(saved["lora"], tmp_path / "merged")
+    expected = load_classifier(saved["lora"]).predict_proba(TEXTS)
+    np.testing.assert_allclose(_pipeline_probabilities(str(merged)), expected, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_pushed_repo_loads_with_pipeline_and_peft(fake_hub, saved_on_hub_base, base_model, tmp_path,
                                                   method):
@@ -153,7 +164,8 @@ def test_loading_reports_weights_the_adapter_does_not_restore(saved, base_model,
     """A base checkpoint that lacks an encoder weight: that weight is random and said so."""
     damaged = shutil.copytree(base_model, tmp_path / "damaged_base")
     weights = load_file(damaged / "model.safetensors")
-    dropped = sorted(k for k in weights if k.endswith("layer.1.output.dense.weight"))[0]
+    dropped = sorted(k for k in weights  # BERT: layer.1.output.dense, Llama: layers.1.mlp.down_proj
+                     if k.endswith(("layer.1.output.dense.weight", "layers.1.mlp.down_proj.weight")))[0]
     del weights[dropped]
     save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
     folder = shutil.copytree(saved["lora"], tmp_path / "model")

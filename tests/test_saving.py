@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from hf_transfer import load_classifier, save_classifier
 from hf_transfer.config import ModelConfig, TuningConfig
 from hf_transfer.errors import ConfigError
-from hf_transfer.modeling import load_classifier_model
+from hf_transfer.modeling import load_classifier_model, load_tokenizer
 from hf_transfer.tuning import apply_tuning
 
 LABELS = ["negative", "neutral", "positive"]
@@ -24,7 +23,7 @@ def trained(tiny_model, method: str):
     model = apply_tuning(model, TuningConfig(method=method, lora_r=4), new_modules)
     # One real step so every trained part (LoRA B, head) differs from its initial value.
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer = load_tokenizer(model_cfg)  # as a run loads it (a decoder gets its pad token)
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     model(**batch, labels=torch.tensor([2, 0, 1])).loss.backward()
     optimizer.step()
