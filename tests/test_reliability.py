@@ -462,6 +462,22 @@ def test_resume_with_other_settings_is_refused_naming_them(tiny_overrides, tmp_p
                                                   "output.report": False})).run()
 
 
+def test_a_run_of_an_older_version_resumes_without_the_settings_added_since(tiny_overrides, tmp_path):
+    """Its run_config.json lacks settings a newer version added (here `training.learning_rates`):
+    they are not changes, so the resume goes on."""
+    overrides = {**tiny_overrides, "tuning.method": "full", "training.max_steps": 6,
+                 "training.eval_strategy": "steps", "training.eval_steps": 3, "output.report": False}
+    DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    (tmp_path / "run" / "checkpoints" / "source" / "result.json").unlink()
+    recorded = tmp_path / "run" / "run_config.json"
+    older = json.loads(recorded.read_text())
+    del older["training"]["learning_rates"]
+    recorded.write_text(json.dumps(older))
+    results = DomainAdaptationRecipe(load_config(overrides={**overrides,
+                                                            "output.resume_from_checkpoint": "latest"})).run()
+    assert results["stages"][0]["steps"] == 6
+
+
 def test_a_run_folder_that_was_moved_still_resumes(tiny_overrides, tmp_path):
     """Checkpoints refer to each other by name, not by absolute path."""
     overrides = {**tiny_overrides, "tuning.method": "full", "training.max_steps": 6,

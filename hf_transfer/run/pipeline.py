@@ -477,9 +477,10 @@ class Recipe:
             return
         before = flat_config(json.loads(self.layout.config.read_text(encoding="utf-8")))
         now = flat_config(self.config.to_dict())
+        # A setting the run's version did not have yet (a newer version added it) is not a change.
         changed = [f"`{key}` was {before.get(key)!r}, now {now.get(key)!r}"
-                   for key in sorted(set(before) | set(now))
-                   if before.get(key) != now.get(key) and not key.startswith(FREE_ON_RESUME)]
+                   for key in sorted(before)
+                   if before[key] != now.get(key) and not key.startswith(FREE_ON_RESUME)]
         if changed:
             raise ConfigError(
                 f"`output.resume_from_checkpoint` continues the run in {str(self.run_dir)!r}, "
