@@ -23,6 +23,7 @@ log π_t/π_s), so the saved model carries it and loads anywhere without this li
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import torch
 
@@ -47,13 +48,13 @@ def em_target_prior(probs: torch.Tensor, source_prior: torch.Tensor, max_iter: i
     return prior.float()
 
 
-def output_layers(model: torch.nn.Module, num_labels: int) -> list[torch.nn.Linear]:
-    """The linear layer(s) that produce the logits: the last ``Linear`` with ``num_labels``
-    outputs in the head (with LoRA, the trained copy, not the frozen original it shadows)."""
-    found = [(name, m) for name, m in model.named_modules()
+def output_layer(model: torch.nn.Module, num_labels: int) -> Optional[torch.nn.Linear]:
+    """The linear layer that produces the logits: the last ``Linear`` with ``num_labels``
+    outputs (with LoRA, the trained copy of the head, not the frozen original it shadows)."""
+    found = [m for name, m in model.named_modules()
              if isinstance(m, torch.nn.Linear) and m.out_features == num_labels
              and "original_module" not in name and "lora_" not in name]
-    return [found[-1][1]] if found else []
+    return found[-1] if found else None
 
 
 # Bounds of the fitted temperature: a small validation split that the logits separate perfectly
@@ -86,18 +87,17 @@ def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, 
 
 def fold_into_output_layer(model: torch.nn.Module, temperature: float, bias: torch.Tensor) -> None:
     """Make the classifier output ``logits / temperature + bias``, in place."""
-    layers = output_layers(model, bias.numel())
-    if not layers or layers[0].bias is None:
+    layer = output_layer(model, bias.numel())
+    if layer is None or layer.bias is None:
         raise ValueError("the classifier's output layer has no bias to carry the correction")
     with torch.no_grad():
-        for layer in layers:
-            layer.weight.div_(temperature)
-            layer.bias.div_(temperature).add_(bias.to(layer.bias.device, layer.bias.dtype))
+        layer.weight.div_(temperature)
+        layer.bias.div_(temperature).add_(bias.to(layer.bias.device, layer.bias.dtype))
 
 
 def has_output_bias(model: torch.nn.Module, num_labels: int) -> bool:
-    layers = output_layers(model, num_labels)
-    return bool(layers) and layers[0].bias is not None
+    layer = output_layer(model, num_labels)
+    return layer is not None and layer.bias is not None
 
 
 def correct_label_shift(engine, model, data, eval_sets: dict, batch_size: int, method: str) -> dict:
