@@ -168,24 +168,23 @@ def prepare(check: Check) -> None:
         check.python_path.insert(0, str(site))
         check.environment["installed_wheels"] = [w.name for w in wheels]
     check.set_python_path()
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=check.env, cwd=REPO)
-    probe = next((json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("PROBE ")), None)
-    if probe is None:
-        raise SystemExit(f"error: the environment probe failed: {done.stderr[-2000:]}")
-    check.environment.update(probe)
-    check.cuda, check.card = probe["cuda"], probe["card"] or f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    if not check.smoke and not check.cuda:
-        raise SystemExit("error: no CUDA device: run with --smoke on a machine without a GPU")
+    # One process probes the environment and builds the tiny assets (each start costs seconds).
     assets = check.work / "assets"
-    build = (f"import sys; from pathlib import Path; a = Path({str(assets)!r})\n"
+    build = (f"from pathlib import Path; a = Path({str(assets)!r})\n"
              "from tiny_assets import build_tiny_bert, write_tiny_domain_data\n"
              "from tiny_architectures import build_tiny_checkpoint\n"
              "write_tiny_domain_data(a / 'data', n_per_class=60, seed=0)\n"
              "build_tiny_checkpoint('llama', a / 'tiny_llama', seed=0)\n"
              + ("build_tiny_bert(a / 'tiny_bert', seed=0)\n" if check.smoke else ""))
-    done = subprocess.run([sys.executable, "-c", build], capture_output=True, text=True, env=check.env, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"error: building the tiny assets failed: {done.stderr[-2000:]}")
+    done = subprocess.run([sys.executable, "-c", PROBE + build], capture_output=True, text=True, env=check.env,
+                          cwd=REPO)
+    probe = next((json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("PROBE ")), None)
+    if probe is None or done.returncode != 0:
+        raise SystemExit(f"error: the environment probe or the tiny assets failed: {done.stderr[-3000:]}")
+    check.environment.update(probe)
+    check.cuda, check.card = probe["cuda"], probe["card"] or f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    if not check.smoke and not check.cuda:
+        raise SystemExit("error: no CUDA device: run with --smoke on a machine without a GPU")
     if check.smoke and not check.model:
         check.model = str(assets / "tiny_bert")
     if not check.model:
@@ -420,10 +419,14 @@ def main() -> int:
     started = time.monotonic()
     check = Check(args)
     check.work.mkdir(parents=True, exist_ok=True)
-    prepare(check)
     results = []
+    try:
+        prepare(check)
+    except (Exception, SystemExit) as why:  # still write the report: the session reads it
+        results.append(Result(case="prepare", what="install the carried wheels, probe, build tiny assets",
+                              status="failed", error=str(why)[-1000:], card=check.card))
     for name, what, run in CASES:
-        if name not in args.cases:
+        if name not in args.cases or (results and results[0].case == "prepare"):
             continue
         check.result = result = Result(case=name, what=what, card=check.card)
         print(f"{name} ...", flush=True)
