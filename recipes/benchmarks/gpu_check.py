@@ -236,7 +236,7 @@ def read_run(check: Check, out: Path, *, distributed: Optional[str] = None, prec
 RELOAD = r"""
 import json, sys, torch
 from hf_transfer import load_classifier
-classifier = load_classifier(sys.argv[1])
+classifier = load_classifier(sys.argv[1], device="cuda" if torch.cuda.is_available() else None)
 texts = json.loads(sys.argv[2])
 predicted = classifier.predict(texts)
 assert len(predicted) == len(texts) and all(p in classifier.labels for p in predicted), predicted
