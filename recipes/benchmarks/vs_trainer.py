@@ -163,7 +163,8 @@ def _trainer(args, model, tokenizer, data, labels, training, lr, tmp):
         seed=args.seed, logging_steps=training.logging_steps, disable_tqdm=True,
         bf16=args.mixed_precision == "bf16", fp16=args.mixed_precision == "fp16",
         train_sampling_strategy="group_by_length" if args.loop == "trainer_grouped" else "random",
-        length_column_name="length", torch_compile=args.compile)
+        length_column_name="length", torch_compile=args.compile,
+        **({"torch_compile_backend": args.compile_backend} if args.compile else {}))
     trainer = Trainer(model=model, args=targs, train_dataset=data["train"], processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer))
     started = _sync_time()
@@ -228,7 +229,7 @@ def _accelerate_loop(args, model, tokenizer, data, labels, training, lr, tmp):
 
 
 def _dynamo(args) -> str:
-    return "inductor" if args.compile else "no"
+    return getattr(args, "compile_backend", "inductor") if args.compile else "no"
 
 
 def _sync_time() -> float:
@@ -253,7 +254,7 @@ def run_in_process(args, loop: str, tuning: str, n: int, repeat: int, out_dir: P
     if args.mixed_precision:
         command += ["--mixed_precision", args.mixed_precision]
     if args.compile:
-        command.append("--compile")
+        command += ["--compile", "--compile_backend", args.compile_backend]
     print(f"{loop:16} {tuning:5} n={n:<6} repeat {repeat} ...", end=" ", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -354,6 +355,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--mixed_precision", default=None, choices=[None, "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile (inductor) in every loop")
+    parser.add_argument("--compile_backend", default="inductor",
+                        help="the torch.compile backend with --compile (aot_eager: no C++ compiler needed)")
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_vs_trainer")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "benchmarks" / "vs_trainer")
