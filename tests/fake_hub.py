@@ -674,6 +674,11 @@ def fake_hub(monkeypatch, tmp_path):
     from huggingface_hub import hf_api
 
     monkeypatch.setattr(hf_api.api, "endpoint", hub.endpoint)
+    # So did transformers' shared client (chat-template listing when a tokenizer loads from a
+    # repo): left on the real endpoint, each such load sat in the offline retry backoff (~45 s).
+    import transformers.utils.hub
+
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None, raising=False)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
     close_session()  # no pooled connection from an earlier test

@@ -7,11 +7,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO
 
 CASES = ("quickstart_bf16", "fsdp_full", "fsdp_lora", "decoder_lora", "compile", "vs_trainer")
 
 
+# ~100 s of subprocess starts on 2 cores: opt-in (`python -m pytest -m slow`), run before lending
+# a GPU to the check.
+@pytest.mark.slow
 def test_gpu_check_smoke_reports_every_case(tmp_path):
     started = time.monotonic()
     done = subprocess.run([sys.executable, str(REPO / "recipes" / "benchmarks" / "gpu_check.py"), "--smoke",
