@@ -32,7 +32,7 @@ from .atomic import partial_dir, publish_dir
 from .config import ModelConfig, TuningConfig
 from .data.tokenize import make_loader
 from .errors import ConfigError
-from .modeling import load_model_config, load_pretrained
+from .modeling import load_model_config, load_pretrained, peft_deprecation_silenced
 from .training.loop import evaluation_loader
 from .tuning import check_tuning, head_modules, lora_targets
 
@@ -83,10 +83,11 @@ def apply_mlm_tuning(model: torch.nn.Module, cfg: TuningConfig) -> torch.nn.Modu
         return model.requires_grad_(True)
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=lora_targets(model.config.model_type, cfg),
-    ))
+    with peft_deprecation_silenced():
+        peft_model = get_peft_model(model, LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=lora_targets(model.config.model_type, cfg),
+        ))
     base = peft_model.get_base_model()
     embeddings = base.get_input_embeddings().weight
     for name in head_modules(base):

@@ -320,20 +320,22 @@ _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+\.0+")
 
 def _clean(split: datasets.Dataset, where: str) -> datasets.Dataset:
     """Drop rows with no usable text (missing, empty or whitespace only) or no label, saying
-    how many and why. Texts are otherwise kept exactly as they are."""
-    no_text = [not (isinstance(text, str) and text.strip()) for text in split["text"]]
+    how many and why; warn when most texts are plain numbers. Texts are otherwise kept exactly
+    as they are."""
+    texts = split["text"]  # read once: each read of a column builds a Python list of it
+    no_text = [not (isinstance(text, str) and text.strip()) for text in texts]
     no_label = [label is None for label in split["label"]]
     keep = [not (a or b) for a, b in zip(no_text, no_label)]
-    dropped = len(keep) - sum(keep)
-    if dropped:
+    kept = sum(keep)
+    if kept < len(keep):
         logger.warning("%s: dropped %d of %d rows with an empty text or a missing label "
                        "(%d without text, %d without label).",
-                       where, dropped, len(keep), sum(no_text), sum(no_label))
+                       where, len(keep) - kept, len(keep), sum(no_text), sum(no_label))
         split = split.select(np.flatnonzero(keep))
-    numbers = sum(bool(_NUMBER.fullmatch(text.strip())) for text in split["text"])
-    if numbers > len(split) // 2:  # an id or score column, most likely, not the documents
+    numbers = sum(bool(_NUMBER.fullmatch(text.strip())) for text, ok in zip(texts, keep) if ok)
+    if numbers > kept // 2:  # an id or score column, most likely, not the documents
         logger.warning("%s: %d of %d texts are plain numbers: is `%s.text_column` the column "
-                       "that holds the documents?", where, numbers, len(split), where.split(" ")[0])
+                       "that holds the documents?", where, numbers, kept, where.split(" ")[0])
     return split
 
 

@@ -24,7 +24,6 @@ import logging
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -181,23 +180,24 @@ class Recipe:
         """The model as stage ``stage`` trains it. Default: as it is."""
         return model
 
-    def corrects_label_shift(self) -> bool:
+    def label_shift_applies(self) -> bool:
         """`strategy.label_shift` applies to a classifier trained on the source labels only; a
         strategy that trains on labelled target data has the target's distribution already."""
-        label_shift = self.config.strategy.label_shift
-        if label_shift == "none" or self.arm is not None:
-            return False
-        if self.strategy.target_stage:
+        return self.config.strategy.label_shift != "none" and not self.strategy.target_stage
+
+    def corrects_label_shift(self) -> bool:
+        """Whether this run corrects its classifier (a baseline arm never does); says so when
+        the setting is on but does not apply."""
+        if self.config.strategy.label_shift != "none" and not self.label_shift_applies():
             logger.info("`strategy.label_shift` %s is not applied: `%s` trains on labelled target data, "
-                        "which has the target's label distribution already.", label_shift, self.strategy.name)
-            return False
-        return True
+                        "which has the target's label distribution already.",
+                        self.config.strategy.label_shift, self.strategy.name)
+        return self.label_shift_applies() and self.arm is None
 
     def needs_unsharded(self) -> bool:
         """Whether this run changes the model in memory between stages or after training (so
         FSDP/DeepSpeed, which shard parameters, cannot run it)."""
-        return self.strategy.needs_unsharded or (self.config.strategy.label_shift != "none"
-                                                 and not self.strategy.target_stage)
+        return self.strategy.needs_unsharded or self.label_shift_applies()
 
     def extra_results(self, data: RunData, matrix: dict) -> dict:
         """Scenario-specific sections added to results.json."""
@@ -302,7 +302,7 @@ class Recipe:
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
         self.strategy.load_data(raw, meta_model)
         check_tuning(meta_model, cfg.tuning)
-        if cfg.strategy.label_shift != "none" and not self.strategy.target_stage:
+        if self.label_shift_applies():
             self._check_label_shift(raw, meta_model)
         self._check_free_space(meta_model)
         tokenizer = load_tokenizer(self.tokenizer_config())
@@ -533,17 +533,17 @@ class Recipe:
         free = shutil.disk_usage(self.run_dir).free
         if free < least:
             raise ConfigError(
-                f"`output.dir` {str(self.run_dir)!r} has {_gib(free)} free, but this run needs about "
-                f"{_gib(least)} for its saved model{' and one checkpoint' if full_checkpoint else ''}: "
+                f"`output.dir` {str(self.run_dir)!r} has {_size(free)} free, but this run needs about "
+                f"{_size(least)} for its saved model{' and one checkpoint' if full_checkpoint else ''}: "
                 "free some space or choose a folder on another disk.")
         if free < kept:
             logger.warning("%s has %s free; the checkpoints this run keeps (`training.save_total_limit` "
                            "%d, plus the best) may need up to %s. Lower `training.save_total_limit` "
-                           "or free some space.", self.run_dir, _gib(free),
-                           cfg.training.save_total_limit, _gib(kept))
+                           "or free some space.", self.run_dir, _size(free),
+                           cfg.training.save_total_limit, _size(kept))
 
 
-def _gib(n_bytes: int) -> str:
+def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
 
@@ -609,5 +609,3 @@ def _setup_logging(accelerator: Accelerator) -> None:
     transformers.utils.logging.disable_progress_bar()
     datasets.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()  # our own log lines say what the data steps did
-    # PEFT still calls a transformers API that warns about its own deprecation.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
