@@ -106,8 +106,11 @@ class RunLayout:
             return False
 
     def previous_outputs(self) -> list[str]:
-        """What an earlier run left here (names from RUN_OUTPUTS)."""
-        return [name for name in RUN_OUTPUTS if (self.root / name).exists()]
+        """What an earlier run left here (names from RUN_OUTPUTS). The settings and data records
+        alone do not count: a run that stopped at a check before training wrote nothing else,
+        and its rerun (once the input is fixed) writes them anew."""
+        return [name for name in RUN_OUTPUTS
+                if name not in (CONFIG_FILE, DATA_FILE) and (self.root / name).exists()]
 
     def remove_outputs(self) -> None:
         """Remove an earlier run's outputs, nothing else. Each is renamed away before it is
