@@ -74,6 +74,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
     data = {
         "domain_adaptation": {"data.source": source, "data.target": target},
         "domain_adaptation_sequential": {"data.source": source, "data.target": {**target, "k_shot": 4}},
+        "domain_adaptation_multi_task": {"data.source": source, "data.target": {**target, "k_shot": 4}},
         "domain_adaptation_tapt": {"data.source": source, "data.target": target},
         "domain_adaptation_dapt": {"data.source": source, "data.target": target,
                                    "data.unlabeled": _files(assets["source"])},
@@ -104,6 +105,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
 # Case name -> shipped config it starts from (baselines: a case of its own on top of one).
 CASES = {
     "domain_adaptation": "domain_adaptation", "domain_adaptation_sequential": "domain_adaptation_sequential",
+    "domain_adaptation_multi_task": "domain_adaptation_multi_task",
     "domain_adaptation_tapt": "domain_adaptation_tapt", "domain_adaptation_dapt": "domain_adaptation_dapt",
     "domain_adaptation_dann": "domain_adaptation_dann", "domain_adaptation_coral": "domain_adaptation_coral",
     "domain_adaptation_baselines": "domain_adaptation_sequential",

@@ -49,7 +49,7 @@ from ..modeling import (build_on_meta, check_max_length, describe_model, load_cl
 from ..report import write_report_safely
 from ..saving import save_classifier
 from ..strategies import registry
-from ..strategies.base import Strategy
+from ..strategies.base import INDUCTIVE, Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
 from ..training import (Engine, Stage, StageResult, checkpoint_bytes, full_state_dict, make_accelerator,
                         resume_plan, unwrap, weights_bytes)
@@ -183,7 +183,7 @@ class Recipe:
     def label_shift_applies(self) -> bool:
         """`strategy.label_shift` applies to a classifier trained on the source labels only; a
         strategy that trains on labelled target data has the target's distribution already."""
-        return self.config.strategy.label_shift != "none" and not self.strategy.target_stage
+        return self.config.strategy.label_shift != "none" and self.strategy.family != INDUCTIVE
 
     def corrects_label_shift(self) -> bool:
         """Whether this run corrects its classifier (a baseline arm never does); says so when
