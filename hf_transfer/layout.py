@@ -6,6 +6,7 @@
       checkpoints/<stage>/    step_N checkpoints and result.json of each stage
       logs/                   trackers (tensorboard, ...)
       baselines/<arm>_seed<N>/  nested runs of the transfer comparison (a run folder each)
+      candidates/<name>/      `auto`: one nested run per candidate strategy
       mlm_encoder/            the encoder adapted by `tapt`/`dapt`
       report.md, report/      the human-readable report and its figures
       run_config.json         the settings the run started with (a resume must keep them)
@@ -29,13 +30,14 @@ MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 BASELINES_DIR = "baselines"
+CANDIDATES_DIR = "candidates"
 MLM_ENCODER_DIR = "mlm_encoder"
 REPORT_FILE = "report.md"
 FIGURES_DIR = "report"
 MARKER_FILE = ".hf_transfer_run"
 # What a run writes into its folder; `--output.overwrite` replaces these and nothing else.
-RUN_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, DATA_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR, REPORT_FILE,
-               FIGURES_DIR, MLM_ENCODER_DIR)
+RUN_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, DATA_FILE, MODEL_DIR, CHECKPOINTS_DIR, LOGS_DIR, BASELINES_DIR,
+               CANDIDATES_DIR, REPORT_FILE, FIGURES_DIR, MLM_ENCODER_DIR)
 
 
 class RunLayout:
@@ -83,6 +85,10 @@ class RunLayout:
     def baseline_run(self, arm: str, seed: int) -> Path:
         """The folder of one nested run of the transfer comparison."""
         return self.root / BASELINES_DIR / f"{arm}_seed{seed}"
+
+    def candidate_run(self, name: str) -> Path:
+        """The folder of one candidate of `auto`."""
+        return self.root / CANDIDATES_DIR / name
 
     @property
     def marker(self) -> Path:

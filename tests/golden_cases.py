@@ -23,7 +23,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 # What a run must reproduce: the eval matrix and the scenario's own numbers.
 COMPARED_SECTIONS = ("eval_matrix", "no_adaptation", "forgetting", "adaptation", "languages",
-                     "transfer", "confusion_matrix")
+                     "transfer", "confusion_matrix", "auto")
 TOLERANCE = 1e-6
 
 
@@ -75,6 +75,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
         "domain_adaptation": {"data.source": source, "data.target": target},
         "domain_adaptation_sequential": {"data.source": source, "data.target": {**target, "k_shot": 4}},
         "domain_adaptation_multi_task": {"data.source": source, "data.target": {**target, "k_shot": 4}},
+        "domain_adaptation_auto": {"data.source": source, "data.target": {**target, "k_shot": 4}},
         "domain_adaptation_tapt": {"data.source": source, "data.target": target},
         "domain_adaptation_dapt": {"data.source": source, "data.target": target,
                                    "data.unlabeled": _files(assets["source"])},
@@ -106,6 +107,7 @@ def case_overrides(name: str, assets: dict, tiny_model: Path, run_dir: Path) -> 
 CASES = {
     "domain_adaptation": "domain_adaptation", "domain_adaptation_sequential": "domain_adaptation_sequential",
     "domain_adaptation_multi_task": "domain_adaptation_multi_task",
+    "domain_adaptation_auto": "domain_adaptation_auto",
     "domain_adaptation_tapt": "domain_adaptation_tapt", "domain_adaptation_dapt": "domain_adaptation_dapt",
     "domain_adaptation_dann": "domain_adaptation_dann", "domain_adaptation_coral": "domain_adaptation_coral",
     "domain_adaptation_baselines": "domain_adaptation_sequential",

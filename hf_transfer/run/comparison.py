@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..baselines import SPLIT, TRANSFER_ARM, transfer_section
@@ -33,10 +34,9 @@ def seeds_of(config: RunConfig) -> list[int]:
     return [config.training.seed + i for i in range(config.strategy.baseline_seeds)]
 
 
-def nested_config(config: RunConfig, arm: str, seed: int, layout: RunLayout) -> RunConfig:
+def nested_config(config: RunConfig, folder: Path, seed: int) -> RunConfig:
     """The configuration of one nested run: another seed and folder, no baselines of its own,
     no saved model, push or trackers."""
-    folder = layout.baseline_run(arm, seed)
     resume = None
     if config.output.resume_from_checkpoint and RunLayout(folder).checkpoints.is_dir():
         resume = "latest"
@@ -60,7 +60,7 @@ def run_comparison(config: RunConfig, main_results: dict, layout: RunLayout,
     arms: dict[str, list[dict]] = {TRANSFER_ARM: [main_results["eval_matrix"][SPLIT]]}
     runs = {}
     for arm, seed in comparison_plan(config):
-        cfg = nested_config(config, arm, seed, layout)
+        cfg = nested_config(config, layout.baseline_run(arm, seed), seed)
         finished = RunLayout(cfg.output.dir).results
         if config.output.resume_from_checkpoint and finished.is_file():
             logger.info("Comparison run %s, seed %d finished in an earlier attempt: reusing %s", arm, seed, finished)

@@ -19,6 +19,7 @@ says how to transfer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -54,7 +55,7 @@ from ..strategies.baselines import SourceStageOnly, TargetStageOnly
 from ..training import (Engine, Stage, StageResult, checkpoint_bytes, full_state_dict, make_accelerator,
                         resume_plan, unwrap, weights_bytes)
 from ..tuning import apply_tuning, check_tuning
-from .comparison import run_comparison
+from .comparison import nested_config, run_comparison
 from .results import confusion_of, flat_config, format_summary, insert_after, one_line, run_results
 
 logger = logging.getLogger("hf_transfer")
@@ -188,7 +189,8 @@ class Recipe:
     def corrects_label_shift(self) -> bool:
         """Whether this run corrects its classifier (a baseline arm never does); says so when
         the setting is on but does not apply."""
-        if self.config.strategy.label_shift != "none" and not self.label_shift_applies():
+        if self.config.strategy.label_shift != "none" and not self.label_shift_applies() \
+                and not self.strategy.runs_candidates:
             logger.info("`strategy.label_shift` %s is not applied: `%s` trains on labelled target data, "
                         "which has the target's label distribution already.",
                         self.config.strategy.label_shift, self.strategy.name)
@@ -405,6 +407,21 @@ class Recipe:
         nested = type(self)(config, arm=arm)
         nested.nested = True
         return nested.run()
+
+    def candidate(self, strategy: str, arm: Optional[str] = None) -> "Recipe":
+        """A nested run of this scenario (not started) with strategy ``strategy`` at its default
+        options, or a baseline ``arm`` of it, in `output.dir/candidates/<arm or strategy>/`, for
+        `auto`. Raises ConfigError when the run's data or settings do not allow it."""
+        cfg = self.config
+        data = cfg.data
+        if not registry.get(strategy).uses_unlabeled_corpus:
+            data = dataclasses.replace(data, unlabeled=type(data.unlabeled)())
+        config = dataclasses.replace(cfg, data=data, strategy=dataclasses.replace(
+            cfg.strategy, name=strategy, options=registry.options_for(strategy)))
+        config = nested_config(config, self.layout.candidate_run(arm or strategy), cfg.training.seed)
+        nested = type(self)(config, arm=arm)
+        nested.nested = True
+        return nested
 
     def baseline_problems(self, transfer: Strategy) -> list[str]:
         out = []

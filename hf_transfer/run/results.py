@@ -78,7 +78,7 @@ def insert_after(data: dict, key: str, new_key: str, value) -> dict:
 def one_line(recipe: "Recipe", results: dict) -> str:
     """The summary of a nested run of the comparison."""
     row = results["eval_matrix"].get("target/test") or next(iter(results["eval_matrix"].values()))
-    arm = recipe.arm or "transfer"
+    arm = recipe.arm or recipe.config.strategy.name
     return (f"[{arm}, seed {recipe.config.training.seed}] target/test accuracy {row['accuracy']:.4f}, "
             f"macro-F1 {row['macro_f1']:.4f} ({recipe.run_dir})")
 

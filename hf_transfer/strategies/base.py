@@ -54,6 +54,9 @@ class Strategy:
     uses_unlabeled_corpus: ClassVar[bool] = False
     # Changes or wraps the model in memory between stages: needs unsharded parameters.
     needs_unsharded: ClassVar[bool] = False
+    # Trains nothing itself: it runs other strategies as runs of their own and keeps one
+    # (`auto`); they apply `strategy.label_shift` themselves.
+    runs_candidates: ClassVar[bool] = False
     # The tuning methods it can work with (None: any), and why, for the refusal's message.
     tuning_methods: ClassVar[Optional[tuple[str, ...]]] = None
     tuning_reason: ClassVar[str] = ""
