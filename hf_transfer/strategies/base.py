@@ -47,9 +47,6 @@ class Strategy:
     options_class: ClassVar[type] = StrategyOptions
     # Trains on the labelled source alone: a `source_only` baseline would repeat it.
     source_only: ClassVar[bool] = False
-    # Its last stage, named "target", trains on the labelled target: a `target_only` baseline
-    # gets that stage's budget.
-    target_stage: ClassVar[bool] = False
     # Pretrains on the unlabelled corpus `data.unlabeled` (which no other strategy reads).
     uses_unlabeled_corpus: ClassVar[bool] = False
     # Changes or wraps the model in memory between stages: needs unsharded parameters.

@@ -5,7 +5,7 @@ They are not chosen by name: the run picks them for its arm (see
 from __future__ import annotations
 
 from ..training import Stage
-from .base import Strategy
+from .base import INDUCTIVE, Strategy
 
 
 class SourceStageOnly(Strategy):
@@ -18,10 +18,10 @@ class SourceStageOnly(Strategy):
 
 
 class TargetStageOnly(Strategy):
-    """``target_only``: the labelled target data alone, from the pretrained encoder, as the
-    transfer strategy's stage named ``target`` would train (`strategy.target_num_epochs`,
-    `strategy.target_learning_rate`); when that strategy has no such stage (it never trains on
-    labelled target data) with the source stage's budget (`training.num_epochs`, learning
+    """``target_only``: the labelled target data alone, from the pretrained encoder. For a
+    strategy that trains on labelled target data (the inductive family) with the budget of a
+    target stage (`strategy.target_num_epochs`, `strategy.target_learning_rate`); for one that
+    never reads target labels with the source stage's budget (`training.num_epochs`, learning
     rate) instead."""
 
     name = "target_only"
@@ -31,7 +31,7 @@ class TargetStageOnly(Strategy):
         self.transfer = transfer
 
     def stages(self, data) -> list[Stage]:
-        if self.transfer.target_stage:
+        if self.transfer.family == INDUCTIVE:
             return [self.recipe.target_stage(data)]
         cfg = self.config
         return [Stage(name="target", train=data.target["train"], training=cfg.training,

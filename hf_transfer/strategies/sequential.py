@@ -15,7 +15,6 @@ class Sequential(Strategy):
     scenarios = ("domain_adaptation",)
     family = INDUCTIVE
     summary = "the source stage, then continue on the labelled target examples"
-    target_stage = True
 
     def stages(self, data) -> list[Stage]:
         return [self.recipe.source_stage(data), self.recipe.target_stage(data)]

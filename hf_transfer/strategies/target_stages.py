@@ -13,7 +13,6 @@ from .base import INDUCTIVE, Strategy
 
 class TargetStageStrategy(Strategy):
     family = INDUCTIVE
-    target_stage = True
 
     def stages(self, data) -> list[Stage]:
         return [self.recipe.target_stage(data)]
