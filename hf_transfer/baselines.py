@@ -20,7 +20,8 @@ The verdict rule (:func:`judge`), on ``target/test`` and the run's ``metric_for_
 
     gain  = mean over seeds(transfer) - mean over seeds(baseline)
     sigma = sqrt(sigma_seed^2 + sigma_test^2)
-        sigma_seed = pooled sample std over seeds of the two arms, sqrt((s_t^2 + s_b^2) / 2)
+        sigma_seed = standard error of the difference of the two means over seeds,
+                     sqrt(s_t^2 / k_t + s_b^2 / k_b), s the sample std of an arm's k seeds
                      (0 with one seed: then only the test-set term is known)
         sigma_test = sqrt((p_t (1 - p_t) + p_b (1 - p_b)) / n), the binomial standard error of
                      the difference of two scores measured on n test examples (for macro-F1 the
@@ -32,6 +33,10 @@ Two sigma is a rough 95% band; treating the two arms as independent (they share 
 and the seed) makes it conservative, so a "positive" or "negative" verdict is a real effect
 at this budget, and "negligible" means this run cannot tell the two apart. The floor of one
 point keeps a large test set from calling a 0.2-point difference a win.
+
+A negligible verdict says what would decide it (:func:`what_would_decide`): more seeds shrink
+``sigma_seed`` (as 1/sqrt(k)), never ``sigma_test`` (every seed is scored on the same test
+examples), so either about k seeds per arm would, or only a larger test split would.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ METRICS = ("accuracy", "macro_f1")
 SPLIT = "target/test"
 TRANSFER_ARM = "transfer"
 RULE = ("gain = mean(transfer) - mean(baseline) on target/test; noise = max(0.01, 2*sqrt("
-        "sigma_seed^2 + sigma_test^2)) with sigma_seed the pooled std over seeds and sigma_test "
+        "sigma_seed^2 + sigma_test^2)) with sigma_seed = sqrt(s_t^2/k_t + s_b^2/k_b) over seeds and sigma_test "
         "= sqrt((p_t(1-p_t) + p_b(1-p_b))/n); positive if gain > noise, negative if gain < -noise, "
         "else negligible")
 
@@ -83,7 +88,7 @@ def judge(transfer: Sequence[float], baseline: Sequence[float], n_test: Optional
     mt, mb = sum(t) / len(t), sum(b) / len(b)
     gain = mt - mb
     st, sb = _std(t), _std(b)
-    seed_sd = math.sqrt((st ** 2 + sb ** 2) / 2) if st is not None and sb is not None else None
+    seed_sd = math.sqrt(st ** 2 / len(t) + sb ** 2 / len(b)) if st is not None and sb is not None else None
     test_se = None
     if n_test:
         pt, pb = min(max(mt, 0.0), 1.0), min(max(mb, 0.0), 1.0)
@@ -101,7 +106,27 @@ def judge(transfer: Sequence[float], baseline: Sequence[float], n_test: Optional
         "sigma_test": None if test_se is None else round(test_se, 6),
         "noise": round(noise, 6),
         "verdict": verdict,
+        "to_decide": None if verdict != NEGLIGIBLE else what_would_decide(gain, st, sb, test_se, min_effect),
     }
+
+
+def what_would_decide(gain: float, std_transfer: Optional[float], std_baseline: Optional[float],
+                      test_se: Optional[float], min_effect: float = MIN_EFFECT) -> dict:
+    """For a negligible verdict: the fewest seeds per arm at which a gain of this size, at the
+    measured spread, would leave the noise band (``seeds``; None when no number of seeds would)
+    and why, in words."""
+    test_se = test_se or 0.0
+    if abs(gain) <= min_effect:
+        return {"seeds": None, "why": f"a gain under {min_effect:.2f} is not called an effect, however many seeds"}
+    if std_transfer is None or std_baseline is None:
+        return {"seeds": None, "why": "one seed: run 2 or more (`strategy.baseline_seeds`) to measure the seed spread"}
+    room = (abs(gain) / 2) ** 2 - test_se ** 2  # what the seed term may take up
+    if room <= 0:
+        return {"seeds": None, "why": f"the test split's own noise (±{2 * test_se:.3f}) is larger than the gain: "
+                                      "more seeds cannot decide it, a larger target test split can"}
+    seeds = max(2, math.floor((std_transfer ** 2 + std_baseline ** 2) / room) + 1)
+    return {"seeds": seeds, "why": f"about {seeds} seeds per arm would tell a gain of {abs(gain):.3f} at this "
+                                   "spread from noise (`strategy.baseline_seeds`)"}
 
 
 def transfer_section(arms: dict[str, list[dict]], seeds: list[int], decide_on: str = "macro_f1",
@@ -127,6 +152,8 @@ def transfer_section(arms: dict[str, list[dict]], seeds: list[int], decide_on: s
     summary = (f"{split} {decide_on}: transfer {_mean(scores[TRANSFER_ARM][decide_on]):.3f} vs "
                f"{reference} {_mean(scores[reference][decide_on]):.3f}, gain "
                f"{decisive['gain']:+.3f}{spread}; noise band ±{decisive['noise']:.3f} -> {verdict}.")
+    if decisive["to_decide"]:
+        summary += f" To decide: {decisive['to_decide']['why']}."
     return {
         "verdict": verdict,
         "summary": summary,

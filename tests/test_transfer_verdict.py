@@ -24,7 +24,7 @@ from hf_transfer.report import write_report
     ([0.60, 0.62, 0.61], [0.70, 0.71, 0.69], 10_000, NEGATIVE),
     # a 0.5-point gain is below the 1-point floor, however precise
     ([0.705, 0.705], [0.700, 0.700], 10**9, NEGLIGIBLE),
-    # a 5-point gain drowned by seed spread (pooled std ~0.07 -> band ~0.14)
+    # a 5-point gain drowned by seed spread (std 0.1 per arm over 3 seeds -> band ~0.16)
     ([0.80, 0.70, 0.90], [0.75, 0.65, 0.85], 10**9, NEGLIGIBLE),
     # one seed: only the test-set term; n = 50 makes 10 points noise, n = 5000 does not
     ([0.80], [0.70], 50, NEGLIGIBLE),
@@ -47,6 +47,22 @@ def test_noise_band_is_the_documented_formula():
     assert result["noise"] == pytest.approx(2 * math.sqrt(seed_sd ** 2 + test_se ** 2), abs=1e-6)
     assert result["paired_gains"] == [pytest.approx(0.10), pytest.approx(0.14)]
     assert result["gain_std"] == pytest.approx(0.02828427, abs=1e-6)
+
+
+def test_seed_term_shrinks_with_seeds_and_a_negligible_verdict_says_what_would_decide():
+    # The same spread over 3 seeds instead of 2: a smaller standard error of the mean.
+    two, three = judge([0.80, 0.70], [0.75, 0.65], 10**9), judge([0.80, 0.70, 0.75], [0.75, 0.65, 0.70], 10**9)
+    assert three["sigma_seed"] < two["sigma_seed"]
+    # 5 points at a seed std of 0.1: negligible at 3 seeds; about 33 per arm would separate it.
+    spread = judge([0.80, 0.70, 0.90], [0.75, 0.65, 0.85], 10**9)
+    assert spread["verdict"] == NEGLIGIBLE and spread["to_decide"]["seeds"] == 33
+    more = judge([0.80, 0.70, 0.90] * 11, [0.75, 0.65, 0.85] * 11, 10**9)  # 33 seeds, the same spread
+    assert more["verdict"] == POSITIVE and more["to_decide"] is None
+    # A test split of 500 alone makes ±0.06 noise: no number of seeds decides a 5-point gain.
+    small_test = judge([0.60, 0.61], [0.55, 0.56], 500)
+    assert small_test["to_decide"]["seeds"] is None and "larger target test split" in small_test["to_decide"]["why"]
+    assert "one seed" in judge([0.8], [0.7], 50)["to_decide"]["why"]
+    assert "not called an effect" in judge([0.705, 0.705], [0.700, 0.700], 10**9)["to_decide"]["why"]
 
 
 def test_section_decides_against_target_only_and_reports_every_arm():
