@@ -9,12 +9,16 @@ row index ``idx`` so results are matched to rows whatever the order.
 
 from __future__ import annotations
 
+import json
 from typing import Iterator, Optional, Sequence
 
 import datasets
 import torch
 from torch.utils.data import DataLoader, Sampler
+from datasets.fingerprint import Hasher
 from transformers import DataCollatorWithPadding
+
+from .cache import data_code_hash
 
 # Columns that reach the model; anything else (text, group, length) stays on the host.
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -28,7 +32,10 @@ def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int,
     index ``idx``.
 
     ``idx`` travels through evaluation so predictions can be matched to rows (and their
-    group) whatever order the distributed sampler returns them in.
+    group) whatever order the distributed sampler returns them in. Each split's result is
+    fingerprinted from its input's fingerprint and these settings (cheaply, without pickling
+    the tokenizer), so data read from the prepared-data cache (:mod:`.cache`) is tokenized
+    once and then read from ``datasets``' cache.
     """
     def encode(batch, indices):
         texts = [text_prefix + text for text in batch["text"]] if text_prefix else batch["text"]
@@ -37,7 +44,31 @@ def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int,
         out["idx"] = indices
         return out
 
-    return data.map(encode, batched=True, with_indices=True, desc="Tokenizing")
+    settings = ("tokenize", tokenizer_fingerprint(tokenizer), max_length, text_prefix)
+    return datasets.DatasetDict({
+        name: split.map(encode, batched=True, with_indices=True, desc="Tokenizing",
+                        new_fingerprint=derived_fingerprint(split, settings))
+        for name, split in data.items()})
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids a tokenizer gives: for a fast tokenizer its whole
+    serialised pipeline (vocabulary, normaliser, added tokens, post-processor) and truncation
+    side, hashed in milliseconds; otherwise ``datasets``' hash of the pickled object."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return Hasher.hash(tokenizer)
+    pipeline = json.loads(backend.to_str())
+    # Truncation and padding are set per call (the call's max_length): not the tokenizer's own.
+    pipeline.pop("truncation", None), pipeline.pop("padding", None)
+    return Hasher.hash((type(tokenizer).__name__, json.dumps(pipeline, sort_keys=True),
+                        tokenizer.truncation_side, list(tokenizer.model_input_names)))
+
+
+def derived_fingerprint(split: datasets.Dataset, settings: tuple) -> str:
+    """The fingerprint of what a transform with ``settings`` makes of ``split``: the input's
+    fingerprint, the settings and the data code's source (a changed transform is a new one)."""
+    return Hasher.hash((split._fingerprint, settings, data_code_hash()))
 
 
 class LengthGroupedSampler(Sampler[int]):
