@@ -283,7 +283,7 @@ def _model_name(args) -> str:
     return "Packaged MiniLM (all-MiniLM-L6-v2)" if args.model == MODEL else f"Model `{args.model}`"
 
 
-WARM_UP = -1  # the repeat number of the discarded warm-up runs
+WARM_UP = -1  # the repeat number of the (first) discarded warm-up run
 
 
 def build_tiny_model(folder: Path) -> Path:
@@ -342,7 +342,7 @@ def markdown(summary: dict, args, environment: dict) -> str:
     lines = ["# hf_transfer vs transformers.Trainer vs a plain Accelerate loop", "",
              f"{_model_name(args)} on built-in `tweets` (all domains), batch {args.batch_size}, "
              f"{args.epochs:g} epoch, max length {args.max_length}, same seed, same initial head, "
-             f"test split {args.eval_n} rows. One discarded warm-up run per loop, then medians over "
+             f"test split {args.eval_n} rows. {args.warmups} discarded warm-up run(s) per loop, then medians over "
              f"{args.repeats} repeat(s) in rotated order (min–max); `× Trainer` is the "
              "median of the per-repeat ratios to the default Trainer. Padding efficiency = real tokens ÷ "
              "tokens processed in training batches. `hf_transfer`'s train time includes its end-of-stage "
@@ -389,6 +389,7 @@ def main() -> None:
     parser.add_argument("--scaling", type=int, nargs="*", default=[],
                         help="also run LoRA with these training sizes (hf_transfer and both Trainers, 1 repeat)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1, help="discarded runs of every loop first")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--eval_batch_size", type=int, default=128)
@@ -416,9 +417,10 @@ def main() -> None:
     args.tiny = args.model == "tiny"
     if args.tiny:
         args.model = str(build_tiny_model(args.out / "tiny_bert"))
-    for tuning in args.tunings:  # warm-up: one discarded run of every loop
-        for loop in args.loops:
-            run_in_process(args, loop, tuning, args.n, WARM_UP, args.out)
+    for warm_up in range(args.warmups):  # discarded: file caches, the prepared-data cache
+        for tuning in args.tunings:
+            for loop in args.loops:
+                run_in_process(args, loop, tuning, args.n, WARM_UP - warm_up, args.out)
     runs = []
     for repeat in range(args.repeats):
         for tuning in args.tunings:
