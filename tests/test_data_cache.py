@@ -31,12 +31,13 @@ def test_second_load_reads_the_cache_and_repeats_the_log(tmp_path, cache_dir, ca
     path = tmp_path / "d.csv"
     _write(path, 90)
     cfg = DatasetConfig(files={"train": str(path)})
-    with caplog.at_level(logging.INFO):
+    # On the data loggers themselves: another test (the diagnose CLI) may have quietened them.
+    with caplog.at_level(logging.INFO, logger="hf_transfer.data"):
         first = load_splits(cfg, 0, "source")
     first_log = [r.getMessage() for r in caplog.records if r.name.startswith("hf_transfer.data")]
     assert len(list(cache_dir.iterdir())) == 1
     caplog.clear()
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="hf_transfer.data"):
         second = load_splits(cfg, 0, "source")
     second_log = [r.getMessage() for r in caplog.records if r.name.startswith("hf_transfer.data")]
     assert _texts(second) == _texts(first)

@@ -172,7 +172,8 @@ def _captured_log(lines: list):
 
 def _restore(package: logging.Logger, handler: logging.Handler, saved: tuple) -> None:
     package.removeHandler(handler)
-    package.level, package.propagate = saved
+    package.setLevel(saved[0])  # setLevel, not assignment: it clears the loggers' level caches
+    package.propagate = saved[1]
 
 
 def _replay(lines: list) -> None:
