@@ -206,8 +206,10 @@ def load_texts(spec: DataSpec, role: str, seed: int = 0) -> tuple[list[str], Opt
             from .errors import DataError
 
             raise DataError(f"The {role} dataset has no `text` column (columns: {spec.column_names}).")
-        labels = [str(x) for x in spec["label"]] if "label" in spec.column_names else None
-        return list(spec["text"]), labels
+        from .data.columns import column_values
+
+        labels = [str(x) for x in column_values(spec, "label")] if "label" in spec.column_names else None
+        return column_values(spec, "text"), labels
     return [str(t) for t in spec], None
 
 

@@ -101,3 +101,34 @@ def test_two_processes_see_every_row_once_per_epoch(tiny_model, tmp_path, n):
         assert real / padded > 0.8
         orders.append([b["rows"] for b in per_process[0]])
     assert orders[0] != orders[1]  # re-shuffled for the second epoch
+
+
+@pytest.mark.parametrize("padding_side,multiple", [("right", None), ("right", 8), ("left", None), ("left", 8)])
+def test_array_batches_equal_the_collator_s(tiny_model, padding_side, multiple):
+    """PaddedBatches (numpy gathers over flat token arrays) makes exactly the batches that
+    DataCollatorWithPadding makes of the same rows: same keys, dtypes, padding and values."""
+    import datasets
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from hf_transfer.data.tokenize import PaddedBatches
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.padding_side = padding_side
+    rng = random.Random(0)
+    words = ["great", "flight", "delayed", "seat", "crew", "phone", "okay"]
+    texts = [" ".join(rng.choices(words, k=rng.randint(0, 30))) for _ in range(200)]
+    split = datasets.Dataset.from_dict({"text": texts, "labels": [i % 3 for i in range(200)],
+                                        "idx": list(range(200))})
+    split = split.map(lambda b: tokenizer(b["text"], truncation=True, max_length=24), batched=True)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels", "idx")
+               if c in split.column_names]
+    rows_as_tensors = split.with_format("torch", columns=columns)
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+    batches = PaddedBatches(split.select(range(10, 200)), columns, tokenizer, multiple)  # an indices mapping
+    for _ in range(20):
+        rows = rng.sample(range(190), rng.randint(1, 32))
+        expected = collate([rows_as_tensors[10 + i] for i in rows])
+        got = batches.__getitems__(rows)
+        assert set(got) == set(expected)
+        for key in expected:
+            assert got[key].dtype == expected[key].dtype and torch.equal(got[key], expected[key]), key

@@ -48,8 +48,11 @@ class LabelSpace:
 
     def encode(self, data: datasets.DatasetDict) -> datasets.DatasetDict:
         """Replace label names by ids (``labels`` column, the name models expect)."""
+        from .tokenize import derived_fingerprint
+
         ids = self.label2id
-        return data.map(
-            lambda batch: {"labels": [ids[label] for label in batch["label"]]},
-            batched=True, remove_columns=["label"],
-        )
+        return datasets.DatasetDict({
+            name: split.map(lambda batch: {"labels": [ids[label] for label in batch["label"]]},
+                            batched=True, remove_columns=["label"],
+                            new_fingerprint=derived_fingerprint(split, ("labels", self.names)))
+            for name, split in data.items()})

@@ -29,6 +29,8 @@ import numpy as np
 from ..config import DatasetConfig
 from ..errors import DataError
 from .builtin import load_builtin
+from .cache import cached
+from .columns import as_list, column_values
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,12 @@ FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "
 
 
 def load_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDict:
-    """The dataset of ``role`` (``source`` or ``target``) as train/validation/test splits."""
+    """The dataset of ``role`` (``source`` or ``target``) as train/validation/test splits,
+    prepared once and then read from the on-disk cache (:mod:`.cache`)."""
+    return cached(cfg, seed, role, lambda: _prepare_splits(cfg, seed, role))
+
+
+def _prepare_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDict:
     where = f"data.{role}"
     raw = read_dataset(cfg, where)
     raw = _standardise_columns(raw, cfg, where)
@@ -234,7 +241,7 @@ def apply_filter(split: datasets.Dataset, filters: Optional[dict], where: str, n
     columns = list(allowed)
     keep = [
         all(str(row_value) in allowed[col] for col, row_value in zip(columns, values))
-        for values in zip(*(split[col] for col in columns))
+        for values in zip(*(column_values(split, col) for col in columns))
     ]
     if len(split) and not any(keep):
         present = "; ".join(
@@ -264,7 +271,7 @@ def require_scalar(split: datasets.Dataset, column: str, field: str, name: str) 
     if isinstance(feature, (datasets.Value, datasets.ClassLabel)):
         return
     # e.g. a JSON column mixing numbers and strings: fine while every value is a scalar.
-    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in split[column]):
+    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in column_values(split, column)):
         raise DataError(
             f"{field}: column {column!r} of split {name!r} holds {type(feature).__name__} values "
             "(lists or records), not one text or label per row. Multi-label data is not supported."
@@ -322,9 +329,9 @@ def _clean(split: datasets.Dataset, where: str) -> datasets.Dataset:
     """Drop rows with no usable text (missing, empty or whitespace only) or no label, saying
     how many and why; warn when most texts are plain numbers. Texts are otherwise kept exactly
     as they are."""
-    texts = split["text"]  # read once: each read of a column builds a Python list of it
+    texts = column_values(split, "text")  # read once: each read of a column builds a Python list of it
     no_text = [not (isinstance(text, str) and text.strip()) for text in texts]
-    no_label = [label is None for label in split["label"]]
+    no_label = [label is None for label in column_values(split, "label")]
     keep = [not (a or b) for a, b in zip(no_text, no_label)]
     kept = sum(keep)
     if kept < len(keep):
@@ -363,16 +370,19 @@ def data_checks(splits: datasets.DatasetDict) -> dict:
     """Per split: rows that repeat a text already in the split, texts that occur with
     different labels, and (evaluation splits) rows whose text is also in train, which makes
     their scores optimistic. The rows are kept as they are. ``{}`` when all are 0."""
-    train_texts = set(splits["train"]["text"]) if "train" in splits else set()
+    import pandas as pd
+
+    train_texts = pd.unique(pd.Series(column_values(splits["train"], "text"), dtype=object)) \
+        if "train" in splits else []
     checks = {}
     for name, split in splits.items():
-        labels_of: dict = {}
-        for text, label in zip(split["text"], split["label"]):
-            labels_of.setdefault(text, set()).add(label)
+        rows = pd.DataFrame({"text": column_values(split, "text"), "label": column_values(split, "label")},
+                            dtype=object)
+        labels_per_text = rows.groupby("text", sort=False, dropna=False)["label"].nunique(dropna=False)
         checks[name] = {
-            "repeated": len(split) - len(labels_of),
-            "conflicting_labels": sum(len(v) > 1 for v in labels_of.values()),
-            "also_in_train": 0 if name == "train" else sum(text in train_texts for text in split["text"]),
+            "repeated": len(rows) - len(labels_per_text),
+            "conflicting_labels": int((labels_per_text > 1).sum()),
+            "also_in_train": 0 if name == "train" else int(rows["text"].isin(train_texts).sum()),
         }
     return checks if any(any(counts.values()) for counts in checks.values()) else {}
 
@@ -428,16 +438,15 @@ def _make_splits(raw: datasets.DatasetDict, cfg: DatasetConfig, seed: int, where
 def stratified_assignment(labels: list, test_size: float, validation_size: float,
                           seed: int) -> list[str]:
     """"test" / "validation" / "train" per row: stratified by label, seeded."""
-    assigned = ["train"] * len(labels)
+    labels = as_list(labels)
+    assigned = np.full(len(labels), "train", dtype=object)
     test, rest = stratified_split(labels, test_size, seed)
-    for i in test:
-        assigned[i] = "test"
+    assigned[test] = "test"
     # The validation fraction is of the whole, taken from what the test split left.
     fraction = validation_size / (1 - test_size)
     validation, _ = stratified_split([labels[i] for i in rest], fraction, seed)
-    for j in validation:
-        assigned[rest[j]] = "validation"
-    return assigned
+    assigned[np.asarray(rest, dtype=np.int64)[validation]] = "validation"
+    return assigned.tolist()
 
 
 def keyed_assignment(keys: list, test_size: float, validation_size: float, seed: int) -> list[str]:
@@ -448,7 +457,7 @@ def keyed_assignment(keys: list, test_size: float, validation_size: float, seed:
         return int.from_bytes(digest[:8], "big") / 2**64
 
     return ["test" if u < test_size else "validation" if u < test_size + validation_size
-            else "train" for u in map(unit, keys)]
+            else "train" for u in map(unit, as_list(keys))]
 
 
 def _require_rows(split: datasets.Dataset, where: str) -> None:
@@ -460,12 +469,14 @@ def stratified_split(labels: list, fraction: float, seed: int) -> tuple[list[int
     """Split indices into (held, rest) with ``round(fraction * n)`` held, spread over classes in
     proportion (largest remainders), at least one per class that has two or more examples.
     Deterministic for a seed; index order kept within each part."""
+    labels = as_list(labels)
     rng = np.random.default_rng(seed)
     by_label = _indices_by_label(labels)
     counts = _allocate({label: len(ix) for label, ix in by_label.items()}, fraction)
     held = [i for label, ix in by_label.items() for i in rng.permutation(ix)[: counts[label]]]
-    held_set = set(held)
-    return sorted(held), [i for i in range(len(labels)) if i not in held_set]
+    rest = np.ones(len(labels), dtype=bool)
+    rest[held] = False
+    return sorted(held), np.flatnonzero(rest).tolist()
 
 
 def _allocate(sizes: dict, fraction: float) -> dict:
@@ -485,15 +496,15 @@ def _limit(split: datasets.Dataset, cap: Optional[int], seed: int) -> datasets.D
     """A seeded, stratified sample of ``cap`` rows (the split itself when it is small enough)."""
     if cap is None or len(split) <= cap:
         return split
-    held, _ = stratified_split(split["label"], cap / len(split), seed)
+    held, _ = stratified_split(column_values(split, "label"), cap / len(split), seed)
     return split.select(held)
 
 
 def take_k_per_class(split: datasets.Dataset, k: int, seed: int, where: str) -> datasets.Dataset:
     """k examples of every class — of every class within each group (language, domain) when
     the data has a group column, so few-shot data covers each target group equally."""
-    labels = split["label"]
-    groups = split["group"] if "group" in split.column_names else [None] * len(labels)
+    labels = column_values(split, "label")
+    groups = column_values(split, "group") if "group" in split.column_names else [None] * len(labels)
     by_key = _indices_by_label(list(zip(labels, groups)))
     too_small = {key: len(ix) for key, ix in by_key.items() if len(ix) < k}
     if too_small:
@@ -516,7 +527,7 @@ def _indices_by_label(labels: list) -> dict:
 
 
 def label_counts(split: datasets.Dataset) -> dict[str, int]:
-    return dict(sorted(Counter(split["label"]).items()))
+    return dict(sorted(Counter(column_values(split, "label")).items()))
 
 
 def split_sizes(**roles: datasets.DatasetDict) -> dict:

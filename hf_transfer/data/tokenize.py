@@ -9,12 +9,19 @@ row index ``idx`` so results are matched to rows whatever the order.
 
 from __future__ import annotations
 
+import json
 from typing import Iterator, Optional, Sequence
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorWithPadding
+from datasets.fingerprint import Hasher
+
+from .cache import data_code_hash
+from .columns import column_values
 
 # Columns that reach the model; anything else (text, group, length) stays on the host.
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -28,7 +35,10 @@ def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int,
     index ``idx``.
 
     ``idx`` travels through evaluation so predictions can be matched to rows (and their
-    group) whatever order the distributed sampler returns them in.
+    group) whatever order the distributed sampler returns them in. Each split's result is
+    fingerprinted from its input's fingerprint and these settings (cheaply, without pickling
+    the tokenizer), so data read from the prepared-data cache (:mod:`.cache`) is tokenized
+    once and then read from ``datasets``' cache.
     """
     def encode(batch, indices):
         texts = [text_prefix + text for text in batch["text"]] if text_prefix else batch["text"]
@@ -37,7 +47,31 @@ def tokenize(data: datasets.DatasetDict, tokenizer, max_length: int,
         out["idx"] = indices
         return out
 
-    return data.map(encode, batched=True, with_indices=True, desc="Tokenizing")
+    settings = ("tokenize", tokenizer_fingerprint(tokenizer), max_length, text_prefix)
+    return datasets.DatasetDict({
+        name: split.map(encode, batched=True, with_indices=True, desc="Tokenizing",
+                        new_fingerprint=derived_fingerprint(split, settings))
+        for name, split in data.items()})
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids a tokenizer gives: for a fast tokenizer its whole
+    serialised pipeline (vocabulary, normaliser, added tokens, post-processor) and truncation
+    side, hashed in milliseconds; otherwise ``datasets``' hash of the pickled object."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return Hasher.hash(tokenizer)
+    pipeline = json.loads(backend.to_str())
+    # Truncation and padding are set per call (the call's max_length): not the tokenizer's own.
+    pipeline.pop("truncation", None), pipeline.pop("padding", None)
+    return Hasher.hash((type(tokenizer).__name__, json.dumps(pipeline, sort_keys=True),
+                        tokenizer.truncation_side, list(tokenizer.model_input_names)))
+
+
+def derived_fingerprint(split: datasets.Dataset, settings: tuple) -> str:
+    """The fingerprint of what a transform with ``settings`` makes of ``split``: the input's
+    fingerprint, the settings and the data code's source (a changed transform is a new one)."""
+    return Hasher.hash((split._fingerprint, settings, data_code_hash()))
 
 
 class LengthGroupedSampler(Sampler[int]):
@@ -103,31 +137,105 @@ class LongestFirstSampler(Sampler[int]):
 def row_lengths(split: datasets.Dataset) -> list[int]:
     """Token counts per row: the ``length`` column :func:`tokenize` adds, or counted."""
     if "length" in split.column_names:
-        return split["length"]
-    return [len(ids) for ids in split["input_ids"]]
+        return column_values(split, "length")
+    return [len(ids) for ids in column_values(split, "input_ids")]
+
+
+class PaddedBatches(torch.utils.data.Dataset):
+    """Tokenized rows held as flat arrays; a list of row indices becomes one padded batch.
+
+    What ``DataCollatorWithPadding`` makes of the same rows (each token column padded to the
+    batch's longest row, rounded up to ``pad_to_multiple_of``, on the tokenizer's padding
+    side; int64 tensors), but gathered with a few numpy operations per batch instead of one
+    dict of tensors per row and a Python collation (the loaders' host work per step). A
+    ``DataLoader`` passes each batch's indices to :meth:`__getitems__` at once.
+    """
+
+    def __init__(self, split: datasets.Dataset, columns: Sequence[str], tokenizer,
+                 pad_to_multiple_of: Optional[int] = None):
+        table = split.select_columns(list(columns)).with_format("arrow")[:]
+        self.rows = len(split)
+        self.multiple = pad_to_multiple_of
+        self.right = tokenizer.padding_side == "right"
+        self.token_columns, self.row_columns = {}, {}
+        self.lengths = self.offsets = None
+        for name in columns:
+            values = table.column(name).combine_chunks()
+            if not pa.types.is_list(values.type) and not pa.types.is_large_list(values.type):
+                self.row_columns[name] = values.to_numpy(zero_copy_only=False).astype(np.int64)
+                continue
+            if self.lengths is None:  # every token column has one value per token
+                self.lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
+                self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+            flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+            self.token_columns[name] = (flat, _pad_value(tokenizer, name))
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, row: int) -> dict:
+        return {name: values[0] for name, values in self.__getitems__([row]).items()}
+
+    def __getitems__(self, rows: Sequence[int]) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        batch = {}
+        if self.token_columns:
+            lengths = self.lengths[rows]
+            width = int(lengths.max())
+            if self.multiple:
+                width = -(-width // self.multiple) * self.multiple
+            positions = np.arange(width)
+            real = positions < lengths[:, None] if self.right else positions >= (width - lengths)[:, None]
+            # Index of every real token in the flat arrays, row after row.
+            starts = self.offsets[rows] - (np.cumsum(lengths) - lengths)
+            tokens = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts, lengths)
+            for name, (flat, pad) in self.token_columns.items():
+                padded = np.full((len(rows), width), pad, dtype=np.int64)
+                padded[real] = flat[tokens]
+                batch[name] = torch.from_numpy(padded)
+        for name, values in self.row_columns.items():
+            batch[name] = torch.from_numpy(values[rows])
+        return batch
+
+
+def _pad_value(tokenizer, column: str) -> int:
+    """What ``tokenizer.pad`` fills ``column`` with."""
+    if column == "input_ids":
+        if tokenizer.pad_token_id is None:
+            raise ValueError("The tokenizer has no padding token: batches cannot be padded.")
+        return tokenizer.pad_token_id
+    if column == "token_type_ids":
+        return tokenizer.pad_token_type_id
+    return 0  # attention_mask
+
+
+def _batch_as_is(batch: dict) -> dict:
+    """The collate function: :meth:`PaddedBatches.__getitems__` made the batch already."""
+    return batch
 
 
 def make_loader(split: datasets.Dataset, tokenizer, batch_size: int, shuffle: bool,
                 seed: int = 0, group_by_length: bool = False, num_processes: int = 1,
                 pad_to_multiple_of: Optional[int] = None) -> DataLoader:
-    """A loader over the model's columns (and ``idx``), padded per batch.
+    """A loader over the model's columns (and ``idx``), padded per batch
+    (:class:`PaddedBatches`); on CUDA its batches are in pinned memory, so the copy to the
+    GPU can overlap (the Accelerator's ``non_blocking``).
 
     ``shuffle`` with ``group_by_length``: :class:`LengthGroupedSampler`; without it, seeded
     random order. Not shuffled with ``group_by_length``: longest rows first; without it, in
     order.
     """
     columns = [c for c in (*MODEL_COLUMNS, "idx") if c in split.column_names]
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-    data = split.with_format("torch", columns=columns)
+    data = PaddedBatches(split, columns, tokenizer, pad_to_multiple_of)
     # A generator of its own keeps the loader off the global RNG (dropout): without one, even
     # a sampler that never draws makes each new iterator take a seed from it, so a resumed run
     # would see other dropout masks than an uninterrupted one.
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    options = dict(batch_size=batch_size, collate_fn=_batch_as_is, generator=generator,
+                   pin_memory=torch.cuda.is_available())
     if group_by_length:
         lengths = row_lengths(split)
         sampler = LengthGroupedSampler(lengths, batch_size, seed, num_processes) if shuffle \
             else LongestFirstSampler(lengths)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                          generator=generator)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=generator)
+        return DataLoader(data, sampler=sampler, **options)
+    return DataLoader(data, shuffle=shuffle, **options)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import DatasetConfig
 from ..errors import DataError
+from .columns import column_values
 from .loading import apply_filter, require_scalar, texts_as_strings, read_dataset
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = 
     if cfg.text_column != "text":
         split = split.rename_column(cfg.text_column, "text")
     excluded = set(exclude)
-    keep = [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in split["text"]]
+    keep = [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in column_values(split, "text")]
     dropped = len(keep) - sum(keep)
     if dropped:
         logger.info("%s: dropped %d of %d texts (empty, or also in the target's evaluation "

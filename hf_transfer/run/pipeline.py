@@ -320,9 +320,10 @@ class Recipe:
             mixed_precision=cfg.training.mixed_precision,
             log_with=cfg.training.log_with or None,
             project_dir=str(self.layout.logs),
-            # Shuffling seeded per epoch: resumed runs see the same batches.
+            # Shuffling seeded per epoch: resumed runs see the same batches. Batches (pinned on
+            # CUDA) are copied to the device without waiting for the copy.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                      data_seed=cfg.training.seed),
+                                                      data_seed=cfg.training.seed, non_blocking=True),
         )
         _setup_logging(accelerator)
         set_seed(cfg.training.seed)

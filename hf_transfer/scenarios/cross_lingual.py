@@ -19,6 +19,7 @@ import logging
 
 import datasets
 
+from ..data.columns import column_values
 from ..errors import DataError
 from ..run.pipeline import Recipe, RunData
 
@@ -78,7 +79,7 @@ def _labels(data: datasets.DatasetDict, language=None) -> set:
         if language is None:
             out |= set(split.unique("label"))
         else:
-            out |= {label for label, g in zip(split["label"], split["group"]) if g == language}
+            out |= {label for label, g in zip(column_values(split, "label"), column_values(split, "group")) if g == language}
     return out
 
 

@@ -23,6 +23,7 @@ import datasets
 from accelerate.utils import set_seed
 
 from ..config import setting
+from ..data.columns import column_values
 from ..data.unlabeled import load_unlabeled_text
 from ..training import Stage, unwrap
 from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
@@ -158,5 +159,5 @@ class Dapt(Tapt):
 
     def training_text(self, raw) -> datasets.Dataset:
         # Texts the target is evaluated on are never trained on, not even without labels.
-        evaluation = {t for split in ("validation", "test") for t in raw.target[split]["text"]}
+        evaluation = {t for split in ("validation", "test") for t in column_values(raw.target[split], "text")}
         return load_unlabeled_text(self.config.data.unlabeled, self.config.training.seed, exclude=evaluation)

@@ -29,6 +29,7 @@ from accelerate.utils import is_npu_available, is_xpu_available
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ..data.columns import column_values
 from ..data.tokenize import make_loader
 from ..errors import ConfigError
 from ..metrics import classification_metrics
@@ -194,7 +195,8 @@ class Engine:
     def __init__(self, accelerator: Accelerator, tokenizer, label_names: list[str], checkpoints_dir: Path,
                  pad_to_multiple_of: Optional[int] = None):
         self.accelerator = accelerator
-        self.pad_to_multiple_of = pad_to_multiple_of  # evaluation batches (training: the stage's config)
+        # Evaluation batches (training: the stage's config).
+        self.pad_to_multiple_of = batch_multiple(pad_to_multiple_of, accelerator.device)
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.checkpoints_dir = Path(checkpoints_dir)
@@ -213,7 +215,7 @@ class Engine:
             predictions, references, indices = self.predict(model, split, batch_size)
             self.predictions[name] = (predictions, references)
             results[name] = classification_metrics(predictions, references, self.label_names)
-            groups = split["group"] if "group" in split.column_names else None
+            groups = column_values(split, "group") if "group" in split.column_names else None
             for group, rows in _rows_by_group(groups, indices).items():
                 results[f"{name}[{group}]"] = classification_metrics(
                     [predictions[i] for i in rows], [references[i] for i in rows], self.label_names
@@ -222,20 +224,21 @@ class Engine:
 
     def predict(self, model, split: datasets.Dataset, batch_size: int):
         """Predicted ids, gold ids and row indices, each row exactly once across processes."""
-        predictions, references, indices = [], [], []
-        for logits, labels, idx in self._gathered_logits(model, split, batch_size):
-            predictions += logits.argmax(-1).tolist()
-            references += labels.tolist()
-            indices += idx.tolist()
-        return predictions, references, indices
+        # Kept on the device and read once at the end: no host sync per batch.
+        parts = [(logits.argmax(-1), labels, idx)
+                 for logits, labels, idx in self._gathered_logits(model, split, batch_size)]
+        if not parts:
+            return [], [], []
+        return tuple(torch.cat(column).tolist() for column in zip(*parts))
 
     def predict_logits(self, model, split: datasets.Dataset, batch_size: int):
         """Logits (float32, on the CPU) and gold ids of every row of ``split``, in row order, on
         every process."""
-        parts = [(logits.float().cpu(), labels.cpu(), idx.cpu())
+        parts = [(logits.float(), labels, idx)
                  for logits, labels, idx in self._gathered_logits(model, split, batch_size)]
-        order = torch.argsort(torch.cat([idx for _, _, idx in parts]))
-        return torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order]
+        logits, labels, idx = (torch.cat(column).cpu() for column in zip(*parts))  # one copy
+        order = torch.argsort(idx)
+        return logits[order], labels[order]
 
     @torch.no_grad()
     def _gathered_logits(self, model, split: datasets.Dataset, batch_size: int) -> Iterator:
@@ -305,10 +308,10 @@ class Engine:
         acc.free_memory()
         acc.gradient_accumulation_steps = cfg.gradient_accumulation_steps
 
+        multiple = batch_multiple(cfg.pad_to_multiple_of, acc.device)
         train_loader = make_loader(stage.train, self.tokenizer, cfg.batch_size, shuffle=True,
                                    seed=cfg.seed, group_by_length=cfg.group_by_length,
-                                   num_processes=acc.num_processes,
-                                   pad_to_multiple_of=cfg.pad_to_multiple_of)
+                                   num_processes=acc.num_processes, pad_to_multiple_of=multiple)
         optimizer = _adamw(_parameter_groups(model, cfg.weight_decay), stage.learning_rate)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(model)
@@ -317,7 +320,7 @@ class Engine:
         model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
         aux_loader = None if stage.aux is None else acc.prepare(
             make_loader(stage.aux, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                        pad_to_multiple_of=cfg.pad_to_multiple_of))
+                        pad_to_multiple_of=multiple))
         # Count steps on the prepared loader: under DDP each process sees 1/N of the batches.
         updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
         total_updates = cfg.max_steps or max(1, math.ceil(stage.num_epochs * updates_per_epoch))
@@ -539,6 +542,16 @@ class Engine:
         self.global_step_offset += state.step
         stop_if_preempted_after_stage(run.guard, stage.name, run.store.result_file)
         return result
+
+
+def batch_multiple(setting: Optional[int], device: torch.device) -> Optional[int]:
+    """What batches are padded to a multiple of: `training.pad_to_multiple_of`, where null
+    means 8 on a CUDA GPU (tensor cores, and few distinct shapes for the kernels' caches and
+    ``torch.compile``: measured faster there, see docs/performance.md) and the longest row
+    elsewhere (on a CPU every padded token costs its full share)."""
+    if setting is None:
+        return 8 if device.type == "cuda" else None
+    return None if setting == 1 else setting
 
 
 def _check_selection(stage: Stage, eval_sets: dict) -> None:

@@ -3,6 +3,7 @@
     python recipes/benchmarks/vs_trainer.py                        # LoRA and full, 3 repeats, 4k tweets
     python recipes/benchmarks/vs_trainer.py --scaling 1000 4000 16000   # also: cost vs data size
     python recipes/benchmarks/vs_trainer.py --mixed_precision bf16      # on a GPU (see gpu.py)
+    python recipes/benchmarks/vs_trainer.py --model tiny --threads 1 --repeats 2   # host overhead
 
 Every loop trains the same model (packaged MiniLM, seeded head, same tuning), on the same
 tokenized rows (built-in `tweets`, all domains, `--n` training rows, max length 128), with the
@@ -18,10 +19,18 @@ clipping at 1.0):
 * ``accelerate_loop``: the loop of transformers' ``run_glue_no_trainer.py`` (random batches,
   dynamic padding).
 
+``--model tiny``: a randomly initialised BERT with 2 layers, hidden size 64 (2 heads,
+intermediate 256) and the packaged MiniLM's tokenizer, written once into ``--out``: its
+compute is so small that the time per step is the loop's host overhead (Python, data
+collation, synchronisation), which is what the GPU waits on with a real model.
+
 Each (loop, tuning, repeat) runs in a fresh process (peak memory is per process), in an
-order rotated every repeat. Tokens are counted by a forward pre-hook on the model: "real"
+order rotated every repeat; before the repeats, one discarded warm-up run of every loop
+(file caches, the prepared-data cache, lazy imports). Tokens are counted by a forward pre-hook on the model: "real"
 tokens are attention-mask ones, "processed" are the padded batch's. Reported: medians over
-repeats (min–max), and per-repeat ratios to the default Trainer. Writes
+repeats (min–max), per-repeat ratios to the default Trainer, and the milliseconds per
+training step (train time ÷ optimizer steps, so the engine's includes its validation and
+checkpoint). Writes
 docs/benchmarks/vs_trainer.md and .json.
 """
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -115,6 +125,7 @@ def run_one(args) -> dict:
     out = {
         "loop": args.loop, "tuning": args.tuning, "n_train": len(data["train"]), "repeat": args.repeat,
         "train_seconds": train_seconds, "train_examples_per_s": rows / train_seconds,
+        "ms_per_step": 1000 * train_seconds / math.ceil(rows / args.batch_size),
         "loop_examples_per_s": rows / args.loop_seconds if getattr(args, "loop_seconds", None) else None,
         "train_real_tokens_per_s": real / train_seconds, "train_padding_efficiency": real / processed,
         "predict_seconds": eval_seconds, "predict_examples_per_s": len(data["test"]) / eval_seconds,
@@ -135,7 +146,8 @@ def _hf_transfer(args, model, tokenizer, data, labels, training, lr, tmp):
 
     accelerator = make_accelerator(mixed_precision=args.mixed_precision, dynamo_backend=_dynamo(args),
                                    dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                             data_seed=args.seed))
+                                                                             data_seed=args.seed,
+                                                                             non_blocking=True))
     engine = Engine(accelerator, tokenizer, list(labels.names), Path(tmp))
     stage = Stage(name="train", train=data["train"], training=training, learning_rate=lr,
                   num_epochs=args.epochs, select_on="validation")
@@ -265,6 +277,35 @@ def run_in_process(args, loop: str, tuning: str, n: int, repeat: int, out_dir: P
     return result
 
 
+def _model_name(args) -> str:
+    if getattr(args, "tiny", False):
+        return "A tiny random BERT (2 layers, hidden 64, the packaged MiniLM's tokenizer)"
+    return "Packaged MiniLM (all-MiniLM-L6-v2)" if args.model == MODEL else f"Model `{args.model}`"
+
+
+WARM_UP = -1  # the repeat number of the (first) discarded warm-up run
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A randomly initialised 2-layer BERT, hidden size 64, with the packaged MiniLM's
+    tokenizer (written once; seeded, so every invocation builds the same weights)."""
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from hf_transfer.config import ModelConfig
+    from hf_transfer.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=MODEL))
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=256, max_position_embeddings=512))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def _stats(values):
     values = [v for v in values if v is not None]
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
@@ -275,7 +316,7 @@ def _fmt(s, digits=1):
         else f"{s['median']:.{digits}f}"
 
 
-METRICS = ("train_examples_per_s", "loop_examples_per_s", "train_real_tokens_per_s", "train_padding_efficiency",
+METRICS = ("train_examples_per_s", "ms_per_step", "loop_examples_per_s", "train_real_tokens_per_s", "train_padding_efficiency",
            "predict_examples_per_s", "predict_padding_efficiency", "peak_rss_mb", "test_accuracy", "test_macro_f1")
 
 
@@ -299,22 +340,24 @@ def summarise(runs: list[dict]) -> dict:
 
 def markdown(summary: dict, args, environment: dict) -> str:
     lines = ["# hf_transfer vs transformers.Trainer vs a plain Accelerate loop", "",
-             f"Packaged MiniLM (all-MiniLM-L6-v2) on built-in `tweets` (all domains), batch {args.batch_size}, "
+             f"{_model_name(args)} on built-in `tweets` (all domains), batch {args.batch_size}, "
              f"{args.epochs:g} epoch, max length {args.max_length}, same seed, same initial head, "
-             f"test split {args.eval_n} rows. Medians over {args.repeats} repeat(s) (min–max); `× Trainer` is the "
+             f"test split {args.eval_n} rows. {args.warmups} discarded warm-up run(s) per loop, then medians over "
+             f"{args.repeats} repeat(s) in rotated order (min–max); `× Trainer` is the "
              "median of the per-repeat ratios to the default Trainer. Padding efficiency = real tokens ÷ "
              "tokens processed in training batches. `hf_transfer`'s train time includes its end-of-stage "
              "validation pass (64 rows) and checkpoint (weights and optimizer state); `loop only` leaves "
              "them out (for the other loops it is the train call).", "",
-             "| tuning | n train | loop | train ex/s | × Trainer | loop only: ex/s | × Trainer | real tok/s | "
-             "padding eff. | predict ex/s | × Trainer | peak RSS MiB | test acc | test macro-F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| tuning | n train | loop | train ex/s | × Trainer | ms/step | loop only: ex/s | × Trainer | "
+             "real tok/s | padding eff. | predict ex/s | × Trainer | peak RSS MiB | test acc | test macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary.items():
         tuning, n, loop = name.split(" ")
         value = lambda k, digits=1: _fmt(e[k], digits) if e.get(k) else "—"  # noqa: E731
         lines.append(
             f"| {tuning} | {n[2:]} | {loop} | {value('train_examples_per_s')} | "
-            f"{value('train_examples_per_s_vs_trainer', 2)} | {value('loop_examples_per_s')} | "
+            f"{value('train_examples_per_s_vs_trainer', 2)} | {value('ms_per_step', 2)} | "
+            f"{value('loop_examples_per_s')} | "
             f"{value('loop_examples_per_s_vs_trainer', 2)} | {value('train_real_tokens_per_s', 0)} | "
             f"{value('train_padding_efficiency', 3)} | {value('predict_examples_per_s')} | "
             f"{value('predict_examples_per_s_vs_trainer', 2)} | {value('peak_rss_mb', 0)} | "
@@ -346,6 +389,7 @@ def main() -> None:
     parser.add_argument("--scaling", type=int, nargs="*", default=[],
                         help="also run LoRA with these training sizes (hf_transfer and both Trainers, 1 repeat)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1, help="discarded runs of every loop first")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--eval_batch_size", type=int, default=128)
@@ -370,6 +414,13 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(run_one(args)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    args.tiny = args.model == "tiny"
+    if args.tiny:
+        args.model = str(build_tiny_model(args.out / "tiny_bert"))
+    for warm_up in range(args.warmups):  # discarded: file caches, the prepared-data cache
+        for tuning in args.tunings:
+            for loop in args.loops:
+                run_in_process(args, loop, tuning, args.n, WARM_UP - warm_up, args.out)
     runs = []
     for repeat in range(args.repeats):
         for tuning in args.tunings:
