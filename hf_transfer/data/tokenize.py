@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterator, Optional, Sequence
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
@@ -52,7 +53,7 @@ class LengthGroupedSampler(Sampler[int]):
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, num_processes: int = 1):
-        self.lengths = torch.as_tensor(list(lengths))
+        self.lengths = torch.as_tensor(np.asarray(lengths, dtype=np.int64))
         self.batch_size = batch_size
         self.seed = seed
         self.num_processes = max(1, num_processes)
@@ -65,9 +66,10 @@ class LengthGroupedSampler(Sampler[int]):
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.batches())
+        # One index at a time: a list of every row's would cost ~36 bytes a row (a large corpus).
+        return map(int, self.order().numpy())
 
-    def batches(self) -> list[int]:
+    def order(self) -> torch.Tensor:
         """This epoch's order, flat."""
         # Not seed + epoch: seed 7 at epoch 1 would repeat seed 8 at epoch 0.
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -83,7 +85,7 @@ class LengthGroupedSampler(Sampler[int]):
         shuffled = [b for g in torch.randperm(len(groups), generator=generator).tolist() for b in groups[g]]
         if last is not None:
             shuffled.append(last)
-        return torch.cat(shuffled).tolist() if shuffled else []
+        return torch.cat(shuffled) if shuffled else torch.empty(0, dtype=torch.long)
 
 
 class LongestFirstSampler(Sampler[int]):
@@ -91,7 +93,8 @@ class LongestFirstSampler(Sampler[int]):
     does not fit in memory fails at once, not at the end)."""
 
     def __init__(self, lengths: Sequence[int]):
-        self.order = torch.argsort(torch.as_tensor(list(lengths)), descending=True, stable=True).tolist()
+        self.order = torch.argsort(torch.as_tensor(np.asarray(lengths, dtype=np.int64)), descending=True,
+                                   stable=True).tolist()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -100,11 +103,12 @@ class LongestFirstSampler(Sampler[int]):
         return iter(self.order)
 
 
-def row_lengths(split: datasets.Dataset) -> list[int]:
-    """Token counts per row: the ``length`` column :func:`tokenize` adds, or counted."""
+def row_lengths(split: datasets.Dataset) -> np.ndarray:
+    """Token counts per row: the ``length`` column :func:`tokenize` adds (one array, not a
+    Python int per row), or counted."""
     if "length" in split.column_names:
-        return split["length"]
-    return [len(ids) for ids in split["input_ids"]]
+        return split.with_format("numpy", columns=["length"])[:]["length"]
+    return np.array([len(ids) for ids in split["input_ids"]], dtype=np.int64)
 
 
 def make_loader(split: datasets.Dataset, tokenizer, batch_size: int, shuffle: bool,

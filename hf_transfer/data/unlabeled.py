@@ -26,6 +26,11 @@ def text_only(split: datasets.Dataset) -> datasets.Dataset:
     return split.select_columns(["text"])
 
 
+def _worth_training_on(texts: list, excluded: set) -> list[bool]:
+    """Per text of a batch: not empty and not one of ``excluded``."""
+    return [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in texts]
+
+
 def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = (),
                         where: str = "data.unlabeled") -> datasets.Dataset:
     """The text of ``cfg``'s train split as a one-column (``text``) dataset.
@@ -50,13 +55,14 @@ def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = 
     split = texts_as_strings(split, cfg.text_column).select_columns([cfg.text_column])
     if cfg.text_column != "text":
         split = split.rename_column(cfg.text_column, "text")
-    excluded = set(exclude)
-    keep = [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in split["text"]]
-    dropped = len(keep) - sum(keep)
-    if dropped:
+    read = len(split)
+    # Batched, into an Arrow cache on disk: the texts are never all in memory. A `set` (not a
+    # frozenset): datasets hashes it in sorted order, so every process finds the same cache.
+    split = split.filter(_worth_training_on, batched=True, input_columns="text",
+                         fn_kwargs={"excluded": set(exclude)}, desc=f"{where}: dropping texts")
+    if len(split) < read:
         logger.info("%s: dropped %d of %d texts (empty, or also in the target's evaluation "
-                    "splits).", where, dropped, len(keep))
-        split = split.select(np.flatnonzero(keep))
+                    "splits).", where, read - len(split), read)
     if len(split) == 0:
         raise DataError(f"{where} has no texts left: check the filter, `text_column` and the split.")
     if cfg.max_train_samples is not None and len(split) > cfg.max_train_samples:
