@@ -31,6 +31,11 @@ def _worth_training_on(texts: list, excluded: set) -> list[bool]:
     return [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in texts]
 
 
+def _in_sample(indices: list, sampled: np.ndarray) -> list[bool]:
+    """Per row index of a batch: whether the sample holds it."""
+    return sampled[indices].tolist()
+
+
 def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = (),
                         where: str = "data.unlabeled") -> datasets.Dataset:
     """The text of ``cfg``'s train split as a one-column (``text``) dataset.
@@ -66,7 +71,12 @@ def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = 
     if len(split) == 0:
         raise DataError(f"{where} has no texts left: check the filter, `text_column` and the split.")
     if cfg.max_train_samples is not None and len(split) > cfg.max_train_samples:
+        # The rows `select(sorted(rows))` would give, but as a filter: `select` turns an array of
+        # indices into a Python list (~40 bytes a row), a filter's indices go to an Arrow cache.
         rows = np.random.default_rng(seed).permutation(len(split))[: cfg.max_train_samples]
-        split = split.select(np.sort(rows))
+        sampled = np.zeros(len(split), dtype=bool)
+        sampled[rows] = True
+        split = split.filter(_in_sample, batched=True, with_indices=True, input_columns=[],
+                             fn_kwargs={"sampled": sampled}, desc=f"{where}: sampling")
     logger.info("%s: %d texts", where, len(split))
     return split

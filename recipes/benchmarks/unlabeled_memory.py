@@ -22,6 +22,7 @@ seconds of preparation and of the epoch.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -39,8 +40,8 @@ WORDS = ("the of and to in is was for on that with as by at from it battery scre
 LABELS = ("positive", "negative", "neutral")
 
 
-def _line(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40)))
+def _line(rng: random.Random, words: tuple[int, int] = (4, 40)) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(*words)))
 
 
 def write_labelled(path: Path, rows: int, seed: int) -> list[str]:
@@ -53,18 +54,26 @@ def write_labelled(path: Path, rows: int, seed: int) -> list[str]:
     return texts
 
 
-def write_corpus(path: Path, lines: int, evaluation_texts: list[str], seed: int = 0) -> None:
-    """``lines`` JSON lines ``{"text": ...}``: ~1% empty, every 1000th one a target text."""
+def write_corpus(path: Path, lines: int, evaluation_texts: list[str], seed: int = 0,
+                 words: tuple[int, int] = (4, 40)) -> None:
+    """``lines`` texts of ``words`` words, ~1% empty, every 1000th one a target text; JSON
+    lines (``{"text": ...}``) or, for a ``.csv`` path, a ``text`` column."""
     rng = random.Random(seed)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        rows = csv.writer(f) if path.suffix == ".csv" else None
+        if rows:
+            rows.writerow(["text"])
         for i in range(lines):
             if i % 100 == 7:
                 text = ""
             elif i % 1000 == 500:
                 text = evaluation_texts[(i // 1000) % len(evaluation_texts)]
             else:
-                text = _line(rng)
-            f.write(json.dumps({"text": text}) + "\n")
+                text = _line(rng, words)
+            if rows:
+                rows.writerow([text])
+            else:
+                f.write(json.dumps({"text": text}) + "\n")
 
 
 class AnonPeak:
@@ -102,12 +111,13 @@ def data_path(folder: Path, model: str, batches: int | None) -> dict:
     from hf_transfer import DomainAdaptationRecipe, load_config
     from hf_transfer.data.tokenize import make_loader
 
-    lines = sum(1 for _ in open(folder / "corpus.jsonl", "rb"))
+    corpus = next(folder.glob("corpus.*"))
+    lines = sum(1 for _ in open(corpus, "rb")) - (corpus.suffix == ".csv")
     labelled = {"files": {"train": str(folder / "labelled.jsonl")}}
     config = load_config(overrides={
         "model.name_or_path": model, "model.max_length": 64, "strategy.name": "dapt",
         "data.source": labelled, "data.target": labelled,
-        "data.unlabeled": {"files": {"train": str(folder / "corpus.jsonl")},
+        "data.unlabeled": {"files": {"train": str(corpus)},
                            "max_train_samples": lines * 9 // 10},
         "training.batch_size": 32, "output.dir": str(folder / "run")})
     start_kb = AnonPeak.now()
@@ -143,19 +153,20 @@ def data_path(folder: Path, model: str, batches: int | None) -> dict:
             "cache_files": [f["filename"] for f in stage.train.cache_files]}
 
 
-def measure(lines: int, model: str, batches: int | None = None) -> dict:
+def measure(lines: int, model: str, batches: int | None = None, suffix: str = ".jsonl",
+            words: tuple[int, int] = (4, 40)) -> dict:
     """Write a corpus of ``lines`` lines and run :func:`data_path` on it in a fresh process
     with a datasets cache of its own."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         evaluation = write_labelled(folder / "labelled.jsonl", 60, seed=1)
-        write_corpus(folder / "corpus.jsonl", lines, evaluation)
+        write_corpus(folder / f"corpus{suffix}", lines, evaluation, words=words)
         return in_fresh_process(folder, model, batches, cache=folder / "cache")
 
 
 def in_fresh_process(folder: Path, model: str, batches: int | None, cache: Path,
                      hash_seed: int = 0) -> dict:
-    """:func:`data_path` on ``folder`` (``labelled.jsonl``, ``corpus.jsonl``) in a new
+    """:func:`data_path` on ``folder`` (``labelled.jsonl``, ``corpus.jsonl`` or ``.csv``) in a new
     Python process using the datasets cache ``cache``."""
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
