@@ -13,7 +13,7 @@ memory-mapped Arrow files the kernel may drop at any time), peak *anonymous* res
 (`RssAnon` of /proc/self/status sampled every 5 ms: what the process itself holds), and the
 seconds of preparation and of the epoch.
 
-    python recipes/benchmarks/unlabeled_memory.py --sizes 10000 100000 1000000
+    python recipes/benchmarks/unlabeled_memory.py --sizes 10000 100000 1000000 [--format csv]
 
 `--model` is any encoder folder or Hub id available offline (default: the packaged MiniLM);
 `--batches N` stops the epoch after N batches (the loader's order is still built in full).
@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--batches", type=int, default=None)
+    parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                        help="the corpus file's format (datasets reads each its own way)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -194,7 +196,7 @@ def main() -> None:
           "epoch | prepare (s) | epoch (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for lines in args.sizes:
-        r = measure(lines, args.model, args.batches)
+        r = measure(lines, args.model, args.batches, suffix=f".{args.format}")
         print(f"| {lines:,} | {r['texts']:,} | {r['batches']:,} | {r['peak_rss_mib']:.0f} | "
               f"{r['prepare_peak_anon_mib']:.0f} / {r['epoch_peak_anon_mib']:.0f} | {r['prepare_s']:.1f} | {r['epoch_s']:.1f} |", flush=True)
 
