@@ -4,6 +4,9 @@ labels removed.
 Strategies that learn from unlabelled target text (``tapt``, ``dapt``, ``dann``) read text
 only through :func:`text_only`, so the datasets they train on have no label column at all:
 a label can not reach a loss by accident.
+
+A corpus may be larger than memory: reading, filtering, sampling (and tokenizing, later) are
+batched passes into datasets' memory-mapped Arrow caches, never a Python list of its rows.
 """
 
 from __future__ import annotations
