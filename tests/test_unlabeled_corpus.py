@@ -3,10 +3,7 @@ batches into memory-mapped Arrow caches: the same rows as the list-based code it
 resident memory that does not grow with the corpus, and caches every process shares."""
 
 import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import datasets
