@@ -1,6 +1,6 @@
 """A large unlabelled corpus (`data.unlabeled`) is read, filtered, sampled and tokenized in
 batches into memory-mapped Arrow caches: the same rows as the list-based code it replaced,
-resident memory that does not grow with the corpus, and caches every process shares."""
+resident memory that grows by index arrays only, and caches every process shares."""
 
 import json
 import sys
