@@ -237,20 +237,25 @@ def _standardise_columns(raw: datasets.DatasetDict, cfg: DatasetConfig, where: s
 def apply_filter(split: datasets.Dataset, filters: Optional[dict], where: str, name: str):
     if not filters:
         return split
-    allowed = {col: set(map(str, v if isinstance(v, list) else [v])) for col, v in filters.items()}
-    columns = list(allowed)
-    keep = [
-        all(str(row_value) in allowed[col] for col, row_value in zip(columns, values))
-        for values in zip(*(column_values(split, col) for col in columns))
-    ]
-    if len(split) and not any(keep):
+    columns = list(filters)
+    # Batched, into an Arrow cache on disk: the columns are never all in memory. datasets
+    # hashes sets in sorted order, so every process (DDP) finds the same cache.
+    allowed = [set(map(str, v if isinstance(v, list) else [v])) for v in filters.values()]
+    kept = split.filter(_matches_filter, batched=True, input_columns=columns,
+                        fn_kwargs={"allowed": allowed}, desc=where)
+    if len(split) and not len(kept):
         present = "; ".join(
             f"{col}: {', '.join(sorted(map(str, split.unique(col)))[:12])}" for col in columns
         )
         raise DataError(
             f"`{where}` {filters} keeps no rows of split {name!r}. Values present: {present}."
         )
-    return split.select(np.flatnonzero(keep))
+    return kept
+
+
+def _matches_filter(*columns: list, allowed: list[set]) -> list[bool]:
+    """Per row of a batch (one list per filtered column): every value is an allowed one."""
+    return [all(str(value) in ok for value, ok in zip(values, allowed)) for values in zip(*columns)]
 
 
 def _labels_as_strings(split: datasets.Dataset, label_column: str) -> datasets.Dataset:

@@ -86,7 +86,7 @@ class LengthGroupedSampler(Sampler[int]):
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, num_processes: int = 1):
-        self.lengths = torch.as_tensor(list(lengths))
+        self.lengths = torch.as_tensor(np.asarray(lengths, dtype=np.int64))
         self.batch_size = batch_size
         self.seed = seed
         self.num_processes = max(1, num_processes)
@@ -99,9 +99,10 @@ class LengthGroupedSampler(Sampler[int]):
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.batches())
+        # One index at a time: a list of every row's would cost ~36 bytes a row (a large corpus).
+        return map(int, self.order().numpy())
 
-    def batches(self) -> list[int]:
+    def order(self) -> torch.Tensor:
         """This epoch's order, flat."""
         # Not seed + epoch: seed 7 at epoch 1 would repeat seed 8 at epoch 0.
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -117,7 +118,7 @@ class LengthGroupedSampler(Sampler[int]):
         shuffled = [b for g in torch.randperm(len(groups), generator=generator).tolist() for b in groups[g]]
         if last is not None:
             shuffled.append(last)
-        return torch.cat(shuffled).tolist() if shuffled else []
+        return torch.cat(shuffled) if shuffled else torch.empty(0, dtype=torch.long)
 
 
 class LongestFirstSampler(Sampler[int]):
@@ -125,7 +126,8 @@ class LongestFirstSampler(Sampler[int]):
     does not fit in memory fails at once, not at the end)."""
 
     def __init__(self, lengths: Sequence[int]):
-        self.order = torch.argsort(torch.as_tensor(list(lengths)), descending=True, stable=True).tolist()
+        self.order = torch.argsort(torch.as_tensor(np.asarray(lengths, dtype=np.int64)), descending=True,
+                                   stable=True).tolist()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -134,68 +136,68 @@ class LongestFirstSampler(Sampler[int]):
         return iter(self.order)
 
 
-def row_lengths(split: datasets.Dataset) -> list[int]:
-    """Token counts per row: the ``length`` column :func:`tokenize` adds, or counted."""
+def row_lengths(split: datasets.Dataset) -> np.ndarray:
+    """Token counts per row: the ``length`` column :func:`tokenize` adds (one array, not a
+    Python int per row), or counted."""
     if "length" in split.column_names:
-        return column_values(split, "length")
-    return [len(ids) for ids in column_values(split, "input_ids")]
+        return split.with_format("numpy", columns=["length"])[:]["length"]
+    return np.array([len(ids) for ids in column_values(split, "input_ids")], dtype=np.int64)
 
 
 class PaddedBatches(torch.utils.data.Dataset):
-    """Tokenized rows held as flat arrays; a list of row indices becomes one padded batch.
+    """Tokenized rows read a batch at a time; a list of row indices becomes one padded batch.
 
     What ``DataCollatorWithPadding`` makes of the same rows (each token column padded to the
     batch's longest row, rounded up to ``pad_to_multiple_of``, on the tokenizer's padding
-    side; int64 tensors), but gathered with a few numpy operations per batch instead of one
-    dict of tensors per row and a Python collation (the loaders' host work per step). A
-    ``DataLoader`` passes each batch's indices to :meth:`__getitems__` at once.
+    side; int64 tensors), but gathered with one Arrow ``take`` and a few numpy operations per
+    batch instead of one dict of tensors per row and a Python collation (the loaders' host work
+    per step). The rows stay in the dataset's memory-mapped Arrow files: a corpus larger than
+    memory is read batch by batch, never held. A ``DataLoader`` passes each batch's indices to
+    :meth:`__getitems__` at once.
     """
 
     def __init__(self, split: datasets.Dataset, columns: Sequence[str], tokenizer,
                  pad_to_multiple_of: Optional[int] = None):
-        table = split.select_columns(list(columns)).with_format("arrow")[:]
-        self.rows = len(split)
+        self.source = split.select_columns(list(columns)).with_format("arrow")
         self.multiple = pad_to_multiple_of
         self.right = tokenizer.padding_side == "right"
-        self.token_columns, self.row_columns = {}, {}
-        self.lengths = self.offsets = None
-        for name in columns:
-            values = table.column(name).combine_chunks()
-            if not pa.types.is_list(values.type) and not pa.types.is_large_list(values.type):
-                self.row_columns[name] = values.to_numpy(zero_copy_only=False).astype(np.int64)
-                continue
-            if self.lengths is None:  # every token column has one value per token
-                self.lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
-                self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
-            flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-            self.token_columns[name] = (flat, _pad_value(tokenizer, name))
+        schema = self.source.features.arrow_schema
+        self.token_columns = {name: _pad_value(tokenizer, name) for name in columns
+                              if _is_list(schema.field(name).type)}
+        self.row_columns = [name for name in columns if name not in self.token_columns]
 
     def __len__(self) -> int:
-        return self.rows
+        return len(self.source)
 
     def __getitem__(self, row: int) -> dict:
         return {name: values[0] for name, values in self.__getitems__([row]).items()}
 
     def __getitems__(self, rows: Sequence[int]) -> dict:
-        rows = np.asarray(rows, dtype=np.int64)
+        table = self.source[[int(r) for r in rows]]
         batch = {}
         if self.token_columns:
-            lengths = self.lengths[rows]
+            first = table.column(next(iter(self.token_columns))).combine_chunks()
+            lengths = pc.list_value_length(first).to_numpy(zero_copy_only=False).astype(np.int64)
             width = int(lengths.max())
             if self.multiple:
                 width = -(-width // self.multiple) * self.multiple
             positions = np.arange(width)
             real = positions < lengths[:, None] if self.right else positions >= (width - lengths)[:, None]
-            # Index of every real token in the flat arrays, row after row.
-            starts = self.offsets[rows] - (np.cumsum(lengths) - lengths)
-            tokens = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts, lengths)
-            for name, (flat, pad) in self.token_columns.items():
-                padded = np.full((len(rows), width), pad, dtype=np.int64)
-                padded[real] = flat[tokens]
+            for name, pad in self.token_columns.items():
+                # The flattened list column holds the real tokens row after row: the order of
+                # the True cells of `real`.
+                flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                padded = np.full((len(lengths), width), pad, dtype=np.int64)
+                padded[real] = flat
                 batch[name] = torch.from_numpy(padded)
-        for name, values in self.row_columns.items():
-            batch[name] = torch.from_numpy(values[rows])
+        for name in self.row_columns:
+            values = table.column(name).to_numpy().astype(np.int64)
+            batch[name] = torch.from_numpy(values)
         return batch
+
+
+def _is_list(arrow_type) -> bool:
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
 
 
 def _pad_value(tokenizer, column: str) -> int:

@@ -4,6 +4,9 @@ labels removed.
 Strategies that learn from unlabelled target text (``tapt``, ``dapt``, ``dann``) read text
 only through :func:`text_only`, so the datasets they train on have no label column at all:
 a label can not reach a loss by accident.
+
+A corpus may be larger than memory: reading, filtering, sampling (and tokenizing, later) are
+batched passes into datasets' memory-mapped Arrow caches, never a Python list of its rows.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import numpy as np
 
 from ..config import DatasetConfig
 from ..errors import DataError
-from .columns import column_values
 from .loading import apply_filter, require_scalar, texts_as_strings, read_dataset
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,16 @@ logger = logging.getLogger(__name__)
 def text_only(split: datasets.Dataset) -> datasets.Dataset:
     """The ``text`` column alone: labels (and groups) dropped."""
     return split.select_columns(["text"])
+
+
+def _worth_training_on(texts: list, excluded: set) -> list[bool]:
+    """Per text of a batch: not empty and not one of ``excluded``."""
+    return [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in texts]
+
+
+def _in_sample(indices: list, sampled: np.ndarray) -> list[bool]:
+    """Per row index of a batch: whether the sample holds it."""
+    return sampled[indices].tolist()
 
 
 def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = (),
@@ -51,17 +63,23 @@ def load_unlabeled_text(cfg: DatasetConfig, seed: int, exclude: Iterable[str] = 
     split = texts_as_strings(split, cfg.text_column).select_columns([cfg.text_column])
     if cfg.text_column != "text":
         split = split.rename_column(cfg.text_column, "text")
-    excluded = set(exclude)
-    keep = [isinstance(t, str) and bool(t.strip()) and t not in excluded for t in column_values(split, "text")]
-    dropped = len(keep) - sum(keep)
-    if dropped:
+    read = len(split)
+    # Batched, into an Arrow cache on disk: the texts are never all in memory. A `set` (not a
+    # frozenset): datasets hashes it in sorted order, so every process finds the same cache.
+    split = split.filter(_worth_training_on, batched=True, input_columns="text",
+                         fn_kwargs={"excluded": set(exclude)}, desc=f"{where}: dropping texts")
+    if len(split) < read:
         logger.info("%s: dropped %d of %d texts (empty, or also in the target's evaluation "
-                    "splits).", where, dropped, len(keep))
-        split = split.select(np.flatnonzero(keep))
+                    "splits).", where, read - len(split), read)
     if len(split) == 0:
         raise DataError(f"{where} has no texts left: check the filter, `text_column` and the split.")
     if cfg.max_train_samples is not None and len(split) > cfg.max_train_samples:
+        # The rows `select(sorted(rows))` would give, but as a filter: `select` turns an array of
+        # indices into a Python list (~40 bytes a row), a filter's indices go to an Arrow cache.
         rows = np.random.default_rng(seed).permutation(len(split))[: cfg.max_train_samples]
-        split = split.select(np.sort(rows))
+        sampled = np.zeros(len(split), dtype=bool)
+        sampled[rows] = True
+        split = split.filter(_in_sample, batched=True, with_indices=True, input_columns=[],
+                             fn_kwargs={"sampled": sampled}, desc=f"{where}: sampling")
     logger.info("%s: %d texts", where, len(split))
     return split
