@@ -112,10 +112,12 @@ class DatasetConfig:
         "in source and target alike, so no test item was seen in training in another form."
     )
     validation_size: float = setting(
-        0.1, "Fraction of train carved out (seeded, stratified) when the validation split is missing."
+        0.1, "Fraction of train carved out (seeded, stratified, identical texts kept together) "
+        "when the validation split is missing."
     )
     test_size: float = setting(
-        0.2, "Fraction of train carved out (seeded, stratified) when the test split is missing."
+        0.2, "Fraction of train carved out (seeded, stratified, identical texts kept together) "
+        "when the test split is missing."
     )
     k_shot: Optional[int] = setting(
         None, "Keep only k training examples per class (seeded) — per class and group when "
