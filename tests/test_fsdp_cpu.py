@@ -1,5 +1,5 @@
 """FSDP2 preparation driven on the CPU (one gloo process): accelerate's `fsdp2_prepare_model`
-on the tiny BERT, full and LoRA, then a forward/backward step. Without
+on the tiny BERT, full and LoRA, its own head and mean pooling, then a forward/backward step. Without
 `fsdp2_units_around_embeddings`, torch 2.13 + accelerate 1.15 fail here exactly as the H200 run
 of issue 17 did (`DeviceMesh._concatenate`: `Invariant encountered: value was None`)."""
 
@@ -18,10 +18,10 @@ from hf_transfer.modeling import load_classifier_model
 from hf_transfer.training.loop import fsdp2_units_around_embeddings
 from hf_transfer.tuning import apply_tuning
 
-for method in ("full", "lora"):
+for method, pooling in (("full", "cls"), ("lora", "cls"), ("full", "mean"), ("lora", "mean")):
     plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
                                             state_dict_type="FULL_STATE_DICT")
-    model, new = load_classifier_model(ModelConfig(name_or_path=sys.argv[1]), ["a", "b", "c"])
+    model, new = load_classifier_model(ModelConfig(name_or_path=sys.argv[1], pooling=pooling), ["a", "b", "c"])
     model = apply_tuning(model, TuningConfig(method=method), new)
     fsdp2_units_around_embeddings(plugin, model)
     assert plugin.transformer_cls_names_to_wrap == ["BertLayer"], plugin.transformer_cls_names_to_wrap
@@ -33,7 +33,7 @@ for method in ("full", "lora"):
     loss = sharded(input_ids=torch.tensor([[2, 40, 50, 3]]), labels=torch.tensor([1])).loss
     loss.backward()
     assert torch.isfinite(loss)
-    print(method, "OK", units)
+    print(f"{method}-{pooling}", "OK", units)
 dist.destroy_process_group()
 """
 
@@ -43,7 +43,7 @@ def test_fsdp2_prepares_a_bert_classifier_on_the_cpu(tiny_model, tmp_path):
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_model), str(tmp_path / "store")],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    for method in ("full", "lora"):
+    for method in ("full-cls", "lora-cls", "full-mean", "lora-mean"):  # the pooled classifier too
         line = next(line for line in done.stdout.splitlines() if line.startswith(method))
         # one unit per layer (2), the word embeddings, the root
         assert line.count("FSDPBertLayer") == 2 and "FSDPEmbedding" in line, line
