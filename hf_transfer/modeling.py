@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +137,20 @@ def sentence_transformers_pooling(cfg: ModelConfig) -> Optional[str]:
         return None
     on = [key for key, value in settings.items() if key.startswith("pooling_mode") and value]
     return SENTENCE_TRANSFORMERS_MODES.get(on[0]) if len(on) == 1 else None
+
+
+def copy_sentence_pooling(cfg: ModelConfig, folder: Path) -> None:
+    """Give ``folder`` (an encoder derived from ``cfg``'s model, e.g. after a masked-LM stage)
+    the model's sentence-transformers pooling files, so that `model.pooling: auto` reads it as
+    it reads the model."""
+    modules = _model_file(cfg, "modules.json")
+    if modules is None or sentence_transformers_pooling(cfg) is None:
+        return
+    pooling_dir = next(m["path"] for m in json.loads(Path(modules).read_text(encoding="utf-8"))
+                       if m.get("type", "").endswith(".Pooling"))
+    (Path(folder) / pooling_dir).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_model_file(cfg, f"{pooling_dir}/config.json"), Path(folder) / pooling_dir / "config.json")
+    shutil.copyfile(modules, Path(folder) / "modules.json")
 
 
 def _model_file(cfg: ModelConfig, name: str) -> Optional[str]:

@@ -121,3 +121,13 @@ def test_a_run_with_mean_pooling_saves_a_classifier_that_reloads_to_the_same_log
     with torch.no_grad():
         torch.testing.assert_close(classifier.model(**batch).logits, recipe.model.eval()(**batch).logits,
                                    rtol=0, atol=1e-5)
+
+
+def test_tapt_keeps_the_models_pooling_for_its_adapted_encoder(mean_bert, tiny_overrides, tmp_path):
+    """The masked-LM stage's encoder folder carries the model's sentence-transformers pooling
+    files, so `auto` reads it (and a later run from it) with the same mean."""
+    overrides = {**tiny_overrides, "model.name_or_path": str(mean_bert), "strategy.name": "tapt",
+                 "training.max_steps": 2, "strategy.mlm_num_epochs": 1}
+    DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    assert _resolved(tmp_path / "run" / "mlm_encoder") == "mean"
+    assert json.loads((tmp_path / "run" / "model" / "hf_transfer.json").read_text())["pooling"] == "mean"
