@@ -131,3 +131,21 @@ def test_tapt_keeps_the_models_pooling_for_its_adapted_encoder(mean_bert, tiny_o
     DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     assert _resolved(tmp_path / "run" / "mlm_encoder") == "mean"
     assert json.loads((tmp_path / "run" / "model" / "hf_transfer.json").read_text())["pooling"] == "mean"
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_saved_pooled_classifier_loads_as_the_source_of_another_run(mean_bert, tmp_path, method):
+    from hf_transfer import save_classifier
+    from hf_transfer.config import TuningConfig
+    from hf_transfer.source_model import describe_source, load_source_model
+    from hf_transfer.tuning import apply_tuning
+
+    model, new_modules, batch = _pooled(mean_bert)
+    model = apply_tuning(model, TuningConfig(method=method, lora_r=4), new_modules).eval()
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(mean_bert)))
+    folder = save_classifier(model, tokenizer, tmp_path / "model", LABELS, str(mean_bert), 32, method)
+    cfg = ModelConfig(name_or_path=str(mean_bert))
+    source = load_source_model(describe_source(str(folder), cfg), cfg, len(LABELS))
+    assert getattr(source.model.config, POOLING_ATTRIBUTE) == "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(source.model.eval()(**batch).logits, model(**batch).logits, rtol=0, atol=1e-5)
