@@ -99,7 +99,8 @@ def pooled_classifier_class(config_class: type) -> type:
             features = pool(hidden, attention_mask, getattr(self.config, POOLING_ATTRIBUTE))
             logits = self.classifier(self.dropout(features))
             loss = None if labels is None else _loss(logits, labels, self.config)
-            return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
+            return SequenceClassifierOutput(loss=loss, logits=logits,
+                                            hidden_states=getattr(outputs, "hidden_states", None),
                                             attentions=getattr(outputs, "attentions", None))
 
         def save_pretrained(self, save_directory, *args, **kwargs):
