@@ -215,8 +215,11 @@ def load_texts(spec: DataSpec, role: str, seed: int = 0) -> tuple[list[str], Opt
 
 @torch.no_grad()
 def embed(texts: Sequence[str], model, tokenizer, max_length: int = 128, batch_size: int = 32,
-          text_prefix: str = "") -> np.ndarray:
-    """Mean-pooled last hidden states (padding excluded) of a frozen encoder, in text order."""
+          text_prefix: str = "", pooling: str = "mean") -> np.ndarray:
+    """Mean-pooled (or, ``pooling="last"``, last-token) last hidden states (padding excluded)
+    of a frozen encoder, in text order: the representation a pooled classifier reads."""
+    from .pooling import pool
+
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     model.eval()
@@ -224,10 +227,7 @@ def embed(texts: Sequence[str], model, tokenizer, max_length: int = 128, batch_s
         rows = order[start:start + batch_size]
         batch = tokenizer([text_prefix + texts[i] for i in rows], truncation=True, max_length=max_length,
                           padding=True, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out[rows] = pooled.float().numpy()
+        out[rows] = pool(model(**batch).last_hidden_state, batch["attention_mask"], pooling).float().numpy()
     return out
 
 
@@ -241,6 +241,15 @@ def load_encoder(model: Union[str, ModelConfig]):
     cfg = model if isinstance(model, ModelConfig) else ModelConfig(name_or_path=model)
     encoder, _ = load_pretrained(AutoModel, cfg.name_or_path, cfg, revision=cfg.revision, dtype=torch.float32)
     return encoder, load_tokenizer(cfg)
+
+
+def representation_pooling(cfg: ModelConfig, config) -> str:
+    """How the diagnostics read the frozen encoder: the last token where `model.pooling`
+    resolves to it (decoders), else the mean; a plain encoder's [CLS] pooler was never trained
+    to compare sentences, so `cls` is read by the mean too."""
+    from .modeling import resolve_pooling
+
+    return "last" if resolve_pooling(cfg, config)[0] == "last" else "mean"
 
 
 # --- the whole diagnosis ------------------------------------------------------------------------
@@ -270,7 +279,8 @@ def diagnose(source: DataSpec, target: DataSpec, model: Union[str, ModelConfig] 
         texts[role] = [all_texts[i] for i in keep]
         labels[role] = [all_labels[i] for i in keep] if all_labels is not None else None
     encoder, tokenizer = load_encoder(cfg)
-    vectors = {role: embed(texts[role], encoder, tokenizer, max_length, batch_size, prefix)
+    pooling = representation_pooling(cfg, encoder.config)
+    vectors = {role: embed(texts[role], encoder, tokenizer, max_length, batch_size, prefix, pooling)
                for role in texts}
     pad = proxy_a_distance(vectors["source"], vectors["target"], seed=seed)
     n = pad["n_per_domain"]
@@ -281,6 +291,7 @@ def diagnose(source: DataSpec, target: DataSpec, model: Union[str, ModelConfig] 
     result = {
         "model": cfg.name_or_path,
         "seed": seed,
+        "pooling": pooling,
         "samples": {role: len(texts[role]) for role in texts},
         "proxy_a_distance": pad["value"],
         "domain_error": pad["domain_error"],

@@ -476,6 +476,10 @@ def _transfer_section(transfer: dict) -> str:
 
 def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
     labels = meta.get("labels") or []
+    # A pooled classifier (`model.pooling` mean/last) is built by the folder's own modeling file:
+    # transformers runs it only when asked to, and refuses the folder otherwise.
+    pooled = meta.get("pooling", "cls") != "cls"
+    remote = ", trust_remote_code=True" if pooled else ""
     text = ("## How to load\n\nWith hf_transfer (`pip install hf-transfer-recipes`):\n\n```python\n"
             "from hf_transfer import load_classifier\n\n"
             f'classifier = load_classifier("{repo_id}")\n'
@@ -484,12 +488,17 @@ def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
             + (" (and `peft` installed: it applies the LoRA adapter)" if is_adapter else "")
             + f", label names ({', '.join(f'`{label}`' for label in labels)}) included:\n\n```python\n"
             "from transformers import pipeline\n\n"
-            f'classify = pipeline("text-classification", model="{repo_id}")\n'
+            f'classify = pipeline("text-classification", model="{repo_id}"{remote})\n'
             "print(classify(\"an example text to classify\", top_k=None))  # every label's probability\n```")
+    if pooled:
+        text += (f"\n\nThe classifier reads the {meta['pooling']} of the encoder's last hidden states (`model."
+                 "pooling`), not the architecture's own head: `modeling_hf_transfer_pooling.py` in this "
+                 "folder builds it, so transformers needs `trust_remote_code=True` (and refuses the "
+                 "folder without it rather than load a classifier that reads the wrong representation).")
     if is_adapter:
         text += ("\n\nWith peft:\n\n```python\n"
                  "from peft import AutoPeftModelForSequenceClassification\n\n"
-                 f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n\n'
+                 f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}"{remote})\n```\n\n'
                  "Its base (`base_model_name_or_path` in `adapter_config.json`) is the classifier "
                  "saved next to the adapter, without LoRA: the pretrained encoder and the trained head"
                  + ("." if _is_hub_id(repo_id) else
@@ -500,7 +509,7 @@ def _how_to_load(repo_id: str, meta: dict, is_adapter: bool) -> str:
     else:
         text += ("\n\nOr the model itself:\n\n```python\n"
                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-                 f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}")\n'
+                 f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}"{remote})\n'
                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n```')
     return text
 

@@ -32,7 +32,7 @@ from .atomic import partial_dir, publish_dir
 from .config import ModelConfig, TuningConfig
 from .data.tokenize import make_loader
 from .errors import ConfigError
-from .modeling import load_model_config, load_pretrained, peft_deprecation_silenced
+from .modeling import copy_sentence_pooling, load_model_config, load_pretrained, peft_deprecation_silenced
 from .training.loop import evaluation_loader
 from .tuning import check_tuning, head_modules, lora_targets
 
@@ -200,5 +200,6 @@ def save_adapted_encoder(mlm_model: torch.nn.Module, cfg: ModelConfig, tokenizer
     partial = partial_dir(folder)
     encoder.save_pretrained(partial, state_dict=state)
     tokenizer.save_pretrained(partial)
+    copy_sentence_pooling(cfg, partial)  # `model.pooling: auto` reads it as it read the model
     publish_dir(partial, folder)
     return Path(folder)

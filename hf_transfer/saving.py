@@ -28,15 +28,16 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig
 
 from .atomic import partial_dir, publish_dir
 from .version import __version__
 from .errors import ConfigError
 from .hub import write_model_card
-from .modeling import (damaged_weights_error, load_report_silenced, match_pad_token, peft_deprecation_silenced,
-                       report_unrestored, require_finite, resolve_model_path, weights_error, weights_format,
-                       with_pad_token)
+from .modeling import (classifier_class, damaged_weights_error, load_folder_tokenizer, load_report_silenced,
+                       match_pad_token, peft_deprecation_silenced, report_unrestored, require_finite,
+                       resolve_model_path, weights_error, weights_format, with_pad_token)
+from .pooling import POOLING_ATTRIBUTE, saved_encoder_config
 
 META_FILE = "hf_transfer.json"
 
@@ -65,6 +66,8 @@ def save_classifier(model, tokenizer, folder: Union[str, Path], labels: Sequence
         "max_length": max_length,
         "text_prefix": text_prefix,
         "tuning": tuning,
+        # `cls`: the architecture's own head; `mean`/`last`: a pooled classifier (hf_transfer.pooling)
+        "pooling": getattr(_unwrapped(model).config, POOLING_ATTRIBUTE, None) or "cls",
         "hf_transfer_version": __version__,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -102,6 +105,10 @@ def _without_lora(model, state_dict: Optional[dict]) -> dict:
             key = key.replace(f".modules_to_save.{name}.", ".")
         out[key] = tensor
     return out
+
+
+def _unwrapped(model):
+    return model.get_base_model() if _is_peft(model) else model
 
 
 def _is_peft(model) -> bool:
@@ -183,28 +190,44 @@ def load_classifier(path: Union[str, Path], device: Optional[str] = None, *,
             # on a source classifier): its head is replaced by the adapter's trained copy. So
             # transformers' report of a missing or resized head is silenced, and only weights
             # that the adapter does not restore are reported.
+            base_path = resolve_model_path(meta["base_model"])
+            config = _classifier_config(base_path, meta, label_kwargs, token)
             with load_report_silenced():
-                base, loading_info = AutoModelForSequenceClassification.from_pretrained(
-                    resolve_model_path(meta["base_model"]), token=token, **label_kwargs, **weights,
+                base, loading_info = classifier_class(config).from_pretrained(
+                    base_path, config=config, token=token, **weights,
                     ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32,
                 )
             with peft_deprecation_silenced():
                 model = PeftModel.from_pretrained(base, folder)
             report_unrestored(base, loading_info, _adapter_restored_modules(model), str(path))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, **label_kwargs, **weights,
-                                                                       dtype=torch.float32)
+            config = _classifier_config(folder, meta, label_kwargs, token)
+            model = classifier_class(config).from_pretrained(folder, config=config, **weights, dtype=torch.float32)
     except OSError as err:
         raise weights_error(str(path), err, "`allow_pickle`") from err
     except SafetensorError as err:
         raise damaged_weights_error(path, err) from err
     require_finite(model, path)
-    tokenizer = with_pad_token(AutoTokenizer.from_pretrained(folder))
+    tokenizer = with_pad_token(load_folder_tokenizer(folder))
     match_pad_token(model, tokenizer)  # an adapter's base config may lack the pad id
     if device:
         model.to(device)
     return Classifier(model.eval(), tokenizer, labels, meta.get("max_length", 128),
                       meta.get("text_prefix", ""), meta.get("base_model", ""))
+
+
+def _classifier_config(path, meta: dict, label_kwargs: dict, token: Optional[str]):
+    """The config of the classifier that was trained: ``path``'s (a saved pooled classifier's
+    encoder config, which transformers could not read without the folder's code), with the
+    label names and the pooling recorded in ``hf_transfer.json``."""
+    config = saved_encoder_config(path) or AutoConfig.from_pretrained(path, token=token)
+    config.update(label_kwargs)
+    pooling = meta.get("pooling", "cls")
+    if pooling != "cls":
+        setattr(config, POOLING_ATTRIBUTE, pooling)
+    elif hasattr(config, POOLING_ATTRIBUTE):
+        delattr(config, POOLING_ATTRIBUTE)
+    return config
 
 
 def _adapter_restored_modules(model) -> set[str]:

@@ -30,7 +30,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from .config import ModelConfig
 from .errors import ConfigError
-from .modeling import load_pretrained, owning_modules, resolve_model_path
+from .modeling import classifier_from_config, load_pretrained, owning_modules, resolve_model_path
 from .saving import META_FILE, load_classifier
 from .tuning import head_modules
 
@@ -171,8 +171,7 @@ def with_new_head(source: SourceModel, labels: list[str],
     model_config.id2label = dict(enumerate(labels))
     model_config.label2id = {name: i for i, name in enumerate(labels)}
     model_config.problem_type = None  # single-label classification on the target
-    target = AutoModelForSequenceClassification.from_config(
-        model_config, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    target = classifier_from_config(model_config, trust_remote_code=trust_remote_code, dtype=torch.float32)
     heads = head_modules(target)
 
     def in_head(key: str) -> bool:

@@ -62,3 +62,28 @@ def test_architecture_trains_saves_reloads_and_merges(checkpoint, method, tiny_o
         assert not hasattr(merged.model, "peft_config")
         torch.testing.assert_close(_logits(merged.model, merged.tokenizer, TEXTS), reloaded,
                                    rtol=0, atol=1e-4)
+
+
+def test_mean_pooling_trains_saves_and_reloads_on_every_architecture(checkpoint, tmp_path):
+    """`model.pooling: mean` on each architecture: LoRA and the new head train, the saved folder
+    reloads to the same logits, and padding changes nothing (the mean skips the pad tokens)."""
+    from hf_transfer import save_classifier
+    from hf_transfer.config import ModelConfig, TuningConfig
+    from hf_transfer.modeling import load_classifier_model, load_tokenizer
+    from hf_transfer.tuning import apply_tuning
+
+    cfg = ModelConfig(name_or_path=str(checkpoint), pooling="mean")
+    torch.manual_seed(0)
+    model, new_modules = load_classifier_model(cfg, ["a", "b", "c"])
+    model = apply_tuning(model, TuningConfig(method="lora", lora_r=4), new_modules)
+    tokenizer = load_tokenizer(cfg)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    model(**batch, labels=torch.tensor([2, 0, 1])).loss.backward()
+    optimizer.step()
+    folder = save_classifier(model, tokenizer, tmp_path / "model", ["a", "b", "c"], str(checkpoint), 32, "lora")
+    classifier = load_classifier(folder)
+    reloaded = _logits(classifier.model, classifier.tokenizer, TEXTS)
+    torch.testing.assert_close(reloaded, _logits(model, tokenizer, TEXTS), rtol=0, atol=1e-5)
+    alone = torch.cat([_logits(classifier.model, classifier.tokenizer, [t]) for t in TEXTS])
+    torch.testing.assert_close(alone, reloaded, rtol=0, atol=1e-5)

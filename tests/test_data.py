@@ -4,7 +4,8 @@ import pytest
 
 from hf_transfer.config import DatasetConfig
 from hf_transfer.data.labels import LabelSpace
-from hf_transfer.data.loading import load_splits, stratified_split
+from hf_transfer.data.loading import (data_checks, grouped_assignment, load_splits, stratified_assignment,
+                                      stratified_split)
 from hf_transfer.errors import DataError
 
 
@@ -150,6 +151,37 @@ def test_keyed_split_keeps_a_key_in_one_split_across_datasets(tmp_path):
                 key = "k" + text.split()[1]
                 assert split_of.setdefault(key, name) == name, f"{key} in two splits"
     assert {name for name in split_of.values()} == {"train", "validation", "test"}
+
+
+def test_carved_splits_keep_identical_texts_together(tmp_path):
+    # 60 texts, each written 1-4 times with changes of case and spacing (one with a second label).
+    rows = [(f"{'  ' if r % 2 else ''}Text {'NUMBER' if r == 2 else 'number'}  {i}", "ab"[i % 2])
+            for i in range(60) for r in range(1 + i % 4)]
+    rows.append(("text number 3", "a"))
+    path = tmp_path / "repeats.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    splits = load_splits(_config(path), 3, "source")
+    split_of = {}
+    for name, split in splits.items():
+        for text in split["text"]:
+            key = " ".join(text.split()).casefold()
+            assert split_of.setdefault(key, name) == name, f"{text!r} in {name} and {split_of[key]}"
+    assert {split_of[k] for k in split_of} == {"train", "validation", "test"}
+    assert sum(len(s) for s in splits.values()) == len(rows)
+    assert all(counts["also_in_train"] == 0 for counts in data_checks(splits).values())
+    assert set(splits["test"]["label"]) == {"a", "b"}  # still stratified by label
+
+
+def test_grouped_assignment_without_repeats_is_the_stratified_one():
+    texts, labels = [f"t{i}" for i in range(97)], [i % 3 for i in range(97)]
+    assert grouped_assignment(texts, labels, 0.2, 0.1, 5) == stratified_assignment(labels, 0.2, 0.1, 5)
+
+
+def test_split_key_still_decides_over_identical_texts(tmp_path):
+    path = tmp_path / "same.csv"
+    path.write_text("text,label,key\n" + "".join(f"same text,{i % 2},k{i}\n" for i in range(200)))
+    splits = load_splits(_config(path, split_key="key"), 0, "source")
+    assert all(len(split) > 0 for split in splits.values())  # one text, spread by its keys
 
 
 def test_k_shot_is_per_class_within_each_group(tmp_path):

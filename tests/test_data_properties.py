@@ -216,15 +216,16 @@ def test_data_checks_are_one_table_per_dataset_in_the_log_and_the_report(tmp_pat
     from hf_transfer.data.loading import split_sizes
     from hf_transfer.report import render_markdown
 
-    # 60 distinct texts, 10 of them twice (same label), 5 of them twice with another label:
-    # after the split, evaluation rows share texts with train.
+    # 60 distinct texts, 10 of them twice (same label), 5 of them twice with another label;
+    # a given test split that shares 4 texts with train (carved splits never do).
     rows = [(f"text {i}", ["pos", "neg"][i % 2]) for i in range(60)]
     rows += [(f"text {i}", ["pos", "neg"][i % 2]) for i in range(10)]
     rows += [(f"text {i}", ["neg", "pos"][i % 2]) for i in range(50, 55)]
-    path = tmp_path / "d.csv"
+    path, test = tmp_path / "d.csv", tmp_path / "t.csv"
     path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    test.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows[:4] + [("new", "pos")] * 8))
     with caplog.at_level(logging.INFO, logger="hf_transfer"):
-        splits = _load(path)
+        splits = load_splits(DatasetConfig(files={"train": str(path), "test": str(test)}), seed=0, role="source")
     checks = [r for r in caplog.records if "data checks" in r.getMessage()]
     assert len(checks) == 1 and checks[0].levelno == logging.WARNING
     table = checks[0].getMessage().splitlines()

