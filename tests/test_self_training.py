@@ -16,27 +16,31 @@ from source_assets import write_word_shift_data
 # --- the selection -----------------------------------------------------------------------------
 
 # Rows 0-5 predicted class 0 (confidences .95 .90 .80 .60 .99 .85), rows 6-7 class 1 (.75 .97),
-# row 8 class 2 (.55, under the threshold).
+# rows 8-9 class 2 (.55 .90).
 PROBABILITIES = torch.tensor([
     [0.95, 0.03, 0.02], [0.90, 0.05, 0.05], [0.80, 0.10, 0.10], [0.60, 0.30, 0.10],
     [0.99, 0.005, 0.005], [0.85, 0.10, 0.05], [0.20, 0.75, 0.05], [0.02, 0.97, 0.01],
-    [0.25, 0.20, 0.55],
+    [0.25, 0.20, 0.55], [0.05, 0.05, 0.90],
 ])
 
 
 def test_equal_numbers_per_class_the_most_confident_first():
     rows, labels, counts = select_pseudo_labels(PROBABILITIES, threshold=0.7)
-    # Class 0 has five rows above 0.7, class 1 two, class 2 none: two per class that has any.
-    assert counts == {"qualifying": [5, 2, 0], "kept": [2, 2, 0], "per_class": 2}
-    assert rows == [4, 0, 7, 6] and labels == [0, 0, 1, 1]
+    # Above 0.7: five rows of class 0, two of class 1, one of class 2 -> one per class.
+    assert counts == {"qualifying": [5, 2, 1], "kept": [1, 1, 1], "per_class": 1}
+    assert rows == [4, 7, 9] and labels == [0, 1, 2]
+    rows, labels, _ = select_pseudo_labels(PROBABILITIES, threshold=0.5)
+    assert rows == [4, 0, 7, 6, 9, 8] and labels == [0, 0, 1, 1, 2, 2]
 
 
-def test_a_cap_per_class_and_a_threshold_nothing_reaches():
-    rows, labels, counts = select_pseudo_labels(PROBABILITIES, threshold=0.7, per_class=3)
-    assert rows == [4, 0, 1, 7, 6] and labels == [0, 0, 0, 1, 1]
-    assert counts["kept"] == [3, 2, 0]
-    assert select_pseudo_labels(PROBABILITIES, threshold=0.999) == ([], [], {
-        "qualifying": [0, 0, 0], "kept": [0, 0, 0], "per_class": 0})
+def test_a_class_nobody_predicts_confidently_stops_the_round_unless_a_cap_is_set():
+    # Above 0.92: rows 0 and 4 (class 0), 7 (class 1), none of class 2.
+    assert select_pseudo_labels(PROBABILITIES, threshold=0.92) == ([], [], {
+        "qualifying": [2, 1, 0], "kept": [0, 0, 0], "per_class": 0})
+    rows, labels, counts = select_pseudo_labels(PROBABILITIES, threshold=0.92, per_class=5)
+    assert rows == [4, 0, 7] and labels == [0, 0, 1] and counts["kept"] == [2, 1, 0]
+    rows, _, counts = select_pseudo_labels(PROBABILITIES, threshold=0.7, per_class=3)
+    assert rows == [4, 0, 1, 7, 6, 9] and counts["kept"] == [3, 2, 1]
 
 
 def test_ties_keep_row_order():
@@ -84,8 +88,7 @@ def test_rounds_train_on_the_source_plus_balanced_pseudo_labels(tiny_overrides, 
     for report, stage in zip(rounds, results["stages"][1:]):
         kept = list(report["pseudo_labels"].values())
         assert sum(kept) > 0, report
-        # Equal numbers per class (classes with no confident prediction get none).
-        assert set(kept) - {0} == {report["per_class_cap"]}, report
+        assert set(kept) == {report["per_class_cap"]}, report  # equal numbers per class
         assert all(k <= a for k, a in zip(kept, report["above_threshold"].values()))
         # One epoch over the source plus the pseudo-labelled texts, batch 8.
         assert stage["steps"] == -(-(source_rows + sum(kept)) // 8)

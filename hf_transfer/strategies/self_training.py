@@ -45,15 +45,15 @@ def select_pseudo_labels(probabilities: torch.Tensor, threshold: float,
 
     A row qualifies when its highest probability is at least ``threshold``. Each predicted
     class keeps its most confident qualifying rows, at most ``n`` of them: ``per_class`` when
-    given, else as many as the class with the fewest qualifying rows has (classes with none
-    are left out of that minimum and get none). Returns ``(rows, labels, counts)``; ``counts``:
-    qualifying and kept rows per class index, and ``n``.
+    given, else as many as the class with the fewest qualifying rows has — so a class that
+    nobody predicts confidently stops the round (``n`` = 0) rather than letting a classifier
+    that favours one class teach itself to predict nothing else. Returns ``(rows, labels,
+    counts)``; ``counts``: qualifying and kept rows per class index, and ``n``.
     """
     confidence, predicted = probabilities.max(dim=-1)
     qualifying = [torch.nonzero((predicted == c) & (confidence >= threshold)).flatten()
                   for c in range(probabilities.shape[-1])]
-    present = [len(rows) for rows in qualifying if len(rows)]
-    n = per_class if per_class is not None else min(present, default=0)
+    n = per_class if per_class is not None else min(len(rows) for rows in qualifying)
     rows, labels = [], []
     for c, candidates in enumerate(qualifying):
         # Most confident first; the stable sort breaks ties by row order (the same everywhere).
@@ -92,7 +92,8 @@ class SelfTrainingOptions(StrategyOptions):
     pseudo_labels_per_class: Optional[int] = setting(
         None, "`self_training`: at most this many pseudo-labelled texts per predicted class and "
         "round, the most confident first. null: as many as the predicted class with the fewest "
-        "texts above the threshold has (equal numbers per class)."
+        "texts above the threshold has (equal numbers per class; none at all when a class has "
+        "none, so a classifier that favours one class cannot reinforce it)."
     )
     round_epochs: float = setting(
         1, "`self_training`: epochs of each round over the source plus the pseudo-labelled texts."
@@ -154,8 +155,11 @@ class SelfTraining(UnlabeledTargetStrategy):
         logger.info("Stage %r: %d pseudo-labelled target texts (%s per class; %s above %.2f)", stage_name,
                     len(rows), counts["kept"], counts["qualifying"], o.pseudo_label_threshold)
         if not rows:
-            logger.warning("Stage %r: no target text reaches `strategy.pseudo_label_threshold` %s; the round "
-                           "trains on the source alone. Lower the threshold.", stage_name, o.pseudo_label_threshold)
+            logger.warning("Stage %r: no pseudo-labels (texts above `strategy.pseudo_label_threshold` %s per "
+                           "predicted class: %s); the round trains on the source alone. A class no text is "
+                           "confidently predicted as stops equal numbers per class: lower the threshold, or "
+                           "set `strategy.pseudo_labels_per_class` to allow unequal numbers.",
+                           stage_name, o.pseudo_label_threshold, counts["qualifying"])
         return with_pseudo_labels(self._data.source["train"], text, rows, labels)
 
     def _report(self, stage_name: str, rows: list[int], labels: list[int], counts: dict) -> dict:
