@@ -94,3 +94,25 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_word_shift_data(folder: Path, n: int = 120, seed: int = 0) -> dict:
+    """A learnable domain shift for the transductive strategies (`dann`, `self_training`):
+    binary sentiment where the class is one shared sentiment word and the domain shows in three
+    domain words (airline nouns and brands -> source.csv; apple ones -> target.csv), shuffled."""
+    import random
+
+    from tiny_assets import DOMAINS, SENTIMENT_WORDS
+
+    paths = {}
+    for role, domain, offset in (("source", "airline", 1), ("target", "apple", 2)):
+        rng, words = random.Random(seed * 10 + offset), DOMAINS[domain]
+        rows = []
+        for i in range(n):
+            label = ("negative", "positive")[i % 2]
+            text = [rng.choice(SENTIMENT_WORDS[label]), rng.choice(words["nouns"]),
+                    rng.choice(words["brands"]), rng.choice(words["nouns"])]
+            rng.shuffle(text)
+            rows.append({"text": " ".join(text), "label": label, "domain": domain})
+        paths[role] = _write_csv(Path(folder) / f"{role}.csv", rows)
+    return paths

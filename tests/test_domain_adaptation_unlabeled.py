@@ -210,7 +210,7 @@ def test_dann_checkpoints_the_discriminator_and_saves_the_plain_classifier(tiny_
 # --- no target label is ever used -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("strategy", ["tapt", "dann"])
+@pytest.mark.parametrize("strategy", ["tapt", "dann", "self_training"])
 def test_target_labels_never_reach_training(tiny_overrides, tiny_data, tmp_path, strategy):
     """Corrupting every target training label changes nothing in training: same losses, same
     evaluations, same weights."""
@@ -291,7 +291,7 @@ def test_dann_resumes_midway_with_the_target_batches_where_they_were(tiny_overri
 
 # ~30 s each on 2 busy cores: dann (the wrapped discriminator under DDP, the sharded target
 # batches) runs by default, tapt with `-m slow`.
-@pytest.mark.parametrize("strategy", ["dann", pytest.param("tapt", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("strategy", ["dann", "self_training", pytest.param("tapt", marks=pytest.mark.slow)])
 def test_two_processes(tiny_overrides, tmp_path, strategy):
     run_dir = tmp_path / "run"
     overrides = {**tiny_overrides, "strategy.name": strategy, "training.num_epochs": 1}
@@ -302,6 +302,8 @@ def test_two_processes(tiny_overrides, tmp_path, strategy):
     for role in ("source", "target"):
         for split in ("validation", "test"):
             assert results["eval_matrix"][f"{role}/{split}"]["n"] == results["data"][role]["splits"][split]
+    if strategy == "self_training":  # every process selected the same pseudo-labels (else DDP hangs)
+        assert len(results["self_training"]["rounds"]) == 2
     if strategy == "tapt":
         assert results["masked_lm"]["loss_after"] < results["masked_lm"]["loss_before"]
         assert (run_dir / "mlm_encoder" / "config.json").is_file()

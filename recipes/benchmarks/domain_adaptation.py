@@ -27,6 +27,8 @@ Arms (packaged MiniLM, `--tunings` lora and full, `--seeds` seeds, batch 16, one
   head, a fresh one is trained), then the source stage on the adapted encoder;
 * `dann` — the source stage with the target text behind a gradient-reversal layer;
 * `coral` — the source stage with the CORAL loss between source and target feature covariances;
+* `self_training` — the source stage, then `--rounds` rounds on the source plus confident,
+  class-balanced pseudo-labels of the target text pool (threshold `--pseudo_label_threshold`);
 * `sequential` — `source_only`, then 5 epochs on k labelled target tweets per class (its source
   stage is the `source_only` run's, reused from that run's checkpoint through
   `--output.resume_from_checkpoint latest`: the same stage, same seed, so the same weights);
@@ -58,7 +60,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything used here ships in pa
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TINY = "tests-tiny"  # --model value: build the tests' tiny BERT (smoke test)
-ARMS = ("source_only", "tapt", "dann", "coral", "sequential", "target_only")
+ARMS = ("source_only", "tapt", "dann", "coral", "self_training", "sequential", "target_only")
 SOURCE_LR = {"lora": 2e-3, "full": 1e-4}
 MLM_LR = {"lora": 1e-3, "full": 1e-4}
 TARGET_LR = {"lora": 1e-3, "full": 1e-4}  # sequential's target stage (the head is trained)
@@ -127,9 +129,13 @@ def overrides_for(args, paths, target, tuning, arm, seed, out: Path) -> dict:
         base.update({"strategy.name": "tapt", "strategy.mlm_num_epochs": 1,
                      "strategy.mlm_learning_rate": MLM_LR[tuning]})
     elif arm == "dann":
-        base.update({"strategy.name": "dann", "strategy.dann_weight": args.dann_weight})
+        base.update({"strategy.name": "dann", "strategy.dann_weight": args.dann_weight,
+                     "strategy.dann_objective": args.dann_objective})
     elif arm == "coral":
         base.update({"strategy.name": "coral", "strategy.coral_weight": args.coral_weight})
+    elif arm == "self_training":
+        base.update({"strategy.name": "self_training", "strategy.self_training_rounds": args.rounds,
+                     "strategy.pseudo_label_threshold": args.pseudo_label_threshold})
     elif arm == "sequential":
         base.update({"strategy.name": "sequential", "data.target": k_shot,
                      "strategy.target_num_epochs": 5, "strategy.target_learning_rate": TARGET_LR[tuning]})
@@ -200,6 +206,7 @@ WHAT = {
     "tapt": "MLM on the target text pool, then source",
     "dann": "source + target text, gradient reversal",
     "coral": "source + target text, covariance alignment",
+    "self_training": "source, then source + balanced pseudo-labelled target text",
     "sequential": "source, then k labelled target per class",
     "target_only": "k labelled target per class only",
 }
@@ -212,7 +219,8 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
         f"{', '.join(args.targets)} tweets. Target test: {args.target_test} tweets per target "
         f"(stratified); target text pool: {args.target_text} tweets (random), the unlabelled text "
         f"of `tapt` (one masked-LM epoch; MiniLM has no MLM head, a fresh one trains with it) and "
-        f"`dann` (weight {args.dann_weight}) and `coral` (weight {args.coral_weight}), and the pool "
+        f"`dann` (weight {args.dann_weight}, objective {args.dann_objective}), `self_training` "
+        f"({args.rounds} rounds, threshold {args.pseudo_label_threshold}) and `coral` (weight {args.coral_weight}), and the pool "
         f"of the k = {args.k} labelled tweets per "
         f"class of `sequential`/`target_only` (5 epochs). Packaged MiniLM (`{args.model}`), "
         f"`model.max_length` {args.max_length}, batch 16; learning rates: source "
@@ -263,7 +271,8 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
         f"Regenerate: `python recipes/benchmarks/domain_adaptation.py --seeds {args.seeds} --targets "
         f"{' '.join(args.targets)} --tunings {' '.join(args.tunings)} --source_train {args.source_train} "
         f"--target_text {args.target_text} --target_test {args.target_test} --k {args.k} "
-        f"--max_length {args.max_length} --dann_weight {args.dann_weight} --coral_weight {args.coral_weight}`.",
+        f"--max_length {args.max_length} --dann_weight {args.dann_weight} --dann_objective {args.dann_objective} "
+        f"--rounds {args.rounds} --pseudo_label_threshold {args.pseudo_label_threshold} --coral_weight {args.coral_weight}`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -281,6 +290,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=16, help="labelled target tweets per class (sequential, target_only)")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--dann_weight", type=float, default=1.0)
+    parser.add_argument("--dann_objective", default="confusion", choices=["confusion", "reversal"])
+    parser.add_argument("--rounds", type=int, default=2, help="self_training rounds")
+    parser.add_argument("--pseudo_label_threshold", type=float, default=0.7)
     parser.add_argument("--coral_weight", type=float, default=1.0)
     parser.add_argument("--model", default=MODEL,
                         help=f"the pretrained encoder; `{TINY}` builds the tests' tiny BERT (smoke test)")
