@@ -66,8 +66,9 @@ class Auto(Strategy):
         return out
 
     def candidate_names(self) -> list[str]:
-        names = self.options.candidates or [n for n in self.recipe.strategy_names() if n != self.name] + [TARGET_ONLY]
-        return list(names)
+        if self.options.candidates:
+            return list(self.options.candidates)
+        return [n for n in self.recipe.strategy_names() if n != self.name] + [TARGET_ONLY]
 
     def stages(self, data) -> list:
         return []  # every stage runs in a candidate's own run
