@@ -23,9 +23,9 @@ log π_t/π_s), so the saved model carries it and loads anywhere without this li
 from __future__ import annotations
 
 import logging
-from typing import Optional
-
 import torch
+
+from .probe import output_layer
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +46,6 @@ def em_target_prior(probs: torch.Tensor, source_prior: torch.Tensor, max_iter: i
             break
         prior = new_prior
     return prior.float()
-
-
-def output_layer(model: torch.nn.Module, num_labels: int) -> Optional[torch.nn.Linear]:
-    """The linear layer that produces the logits: the last ``Linear`` with ``num_labels``
-    outputs (with LoRA, the trained copy of the head, not the frozen original it shadows)."""
-    found = [m for name, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear) and m.out_features == num_labels
-             and "original_module" not in name and "lora_" not in name]
-    return found[-1] if found else None
 
 
 # Bounds of the fitted temperature: a small validation split that the logits separate perfectly
@@ -87,29 +78,39 @@ def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, 
 
 def fold_into_output_layer(model: torch.nn.Module, temperature: float, bias: torch.Tensor) -> None:
     """Make the classifier output ``logits / temperature + bias``, in place."""
-    layer = output_layer(model, bias.numel())
-    if layer is None or layer.bias is None:
+    layer = output_layer(model)
+    if layer.bias is None:
         raise ValueError("the classifier's output layer has no bias to carry the correction")
     with torch.no_grad():
         layer.weight.div_(temperature)
         layer.bias.div_(temperature).add_(bias.to(layer.bias.device, layer.bias.dtype))
 
 
-def has_output_bias(model: torch.nn.Module, num_labels: int) -> bool:
-    layer = output_layer(model, num_labels)
-    return layer is not None and layer.bias is not None
+def has_output_bias(model: torch.nn.Module) -> bool:
+    return output_layer(model).bias is not None
 
 
 def correct_label_shift(engine, model, data, eval_sets: dict, batch_size: int, method: str) -> dict:
     """Calibrate on the source validation split, estimate the target prior from the target's
     training texts (their labels unused) by ``method`` (``em``, or ``mean``: the calibrated
     posteriors' mean), fold both into ``model``'s output layer, and return what results.json
-    records: the calibration, the priors, the scores before the correction."""
+    records: the calibration, the priors, the scores before the correction. A classifier that
+    predicts one class for every source validation text is left as it is (``applied`` false,
+    with the reason)."""
     from .training import unwrap
 
     names = list(data.labels.names)
     logits, labels = engine.predict_logits(model, data.source["validation"], batch_size)
     temperature, calibration_bias = fit_calibration(logits, labels)
+    predicted = (logits / temperature + calibration_bias).argmax(-1).unique()
+    if len(predicted) < 2:
+        # Its posteriors say nothing about the class, only the prior: re-weighting them moves
+        # every text to whichever class the estimate favours (measured: worse, not better).
+        reason = (f"the classifier predicts one class ({names[int(predicted[0])]!r}) for every source "
+                  "validation text, so its outputs carry no estimate of the target's classes")
+        logger.warning("`strategy.label_shift` %s not applied: %s. Train the source classifier longer "
+                       "or at another learning rate.", method, reason)
+        return {"method": method, "applied": False, "reason": reason}
     # Smoothed: a class missing from the validation split must not get a zero prior.
     source_prior = (torch.bincount(labels, minlength=len(names)).float() + 1) / (len(labels) + len(names))
     target_logits, _ = engine.predict_logits(model, data.target["train"], batch_size)
@@ -119,7 +120,7 @@ def correct_label_shift(engine, model, data, eval_sets: dict, batch_size: int, m
     fold_into_output_layer(unwrap(engine.accelerator, model), temperature,
                            calibration_bias + target_prior.clamp_min(1e-6).log() - source_prior.log())
     report = {
-        "method": method,
+        "method": method, "applied": True,
         "calibration": {"on": "source/validation", "temperature": round(temperature, 4),
                         "bias": [round(float(b), 4) for b in calibration_bias]},
         "estimated_from": f"target/train: {len(data.target['train'])} texts, labels unused",

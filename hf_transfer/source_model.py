@@ -140,16 +140,20 @@ def source_from_trained(model: torch.nn.Module, labels: list[str], base_model: s
 
 def output_layer_name(model: torch.nn.Module) -> str:
     """The head's final linear layer: the last ``Linear`` inside the head modules whose
-    outputs are the labels (``classifier`` in BERT, ``classifier.out_proj`` in RoBERTa)."""
+    outputs are the labels (``classifier`` in BERT, ``classifier.out_proj`` in RoBERTa, a
+    decoder's ``score``). In a model under LoRA, the trainable copy PEFT keeps of the head
+    (``...modules_to_save.<adapter>``), not the frozen ``original_module``."""
     heads = head_modules(model)
     num_labels = model.config.num_labels
     found = [name for name, module in model.named_modules()
              if isinstance(module, torch.nn.Linear) and module.out_features == num_labels
-             and any(name == h or name.startswith(h + ".") for h in heads)]
+             and any(name == h or name.startswith(h + ".") for h in heads)
+             and ".original_module" not in name]
     if not found:
         raise ConfigError(
             f"Cannot find the output layer of this {model.config.model_type} classifier's head "
-            f"(modules {', '.join(heads)}): `label_map` needs one Linear layer with one row per label."
+            f"(modules {', '.join(heads)}): `label_map` and the linear probe (`lp_ft`) need one "
+            "Linear layer with one row per label; use another encoder."
         )
     return found[-1]
 

@@ -30,7 +30,11 @@ def test_em_recovers_a_known_target_prior():
 
 
 class _Classifier(torch.nn.Module):
-    """An encoder and a linear head, like a transformers classifier (``.logits``)."""
+    """An encoder and a linear head, like a transformers classifier (``.logits``, the encoder
+    named by ``base_model_prefix``, ``config.num_labels``)."""
+
+    base_model_prefix = "encoder"
+    config = SimpleNamespace(num_labels=3, model_type="toy")
 
     def __init__(self):
         super().__init__()
@@ -99,3 +103,21 @@ def test_label_shift_is_not_applied_to_a_strategy_that_trains_on_target_labels(t
         results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     assert "label_shift" not in results
     assert "`strategy.label_shift` mean is not applied: `sequential` trains on labelled target data" in caplog.text
+
+
+def test_a_classifier_that_predicts_one_class_is_left_as_it_is(caplog):
+    """Its outputs carry no estimate of the target's classes: re-weighting them would only move
+    every text to the class the estimate favours (measured: accuracy 0.321 -> 0.172)."""
+    model = _Classifier()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([3.0, 0.0, 0.0]))
+    source_val = {"x": torch.randn(60, 4), "y": torch.arange(60) % 3}
+    data = SimpleNamespace(labels=SimpleNamespace(names=["a", "b", "c"]), source={"validation": source_val},
+                           target={"train": {"x": torch.randn(90, 4), "y": torch.zeros(90, dtype=torch.long)}})
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        report = correct_label_shift(_Engine(), model, data, {"target/test": None}, 32, "mean")
+    assert report["applied"] is False and "predicts one class ('a')" in report["reason"]
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert "`strategy.label_shift` mean not applied" in caplog.text

@@ -2,6 +2,7 @@
 label_map rows copied from the source head, saving and reloading with the new labels."""
 
 import json
+from pathlib import Path
 import logging
 import re
 
@@ -147,20 +148,29 @@ def test_new_head_script_with_a_given_source_lora(ls_overrides, tmp_path):
     assert load_classifier(run_dir / "model").predict(["great flight"])[0] in TOPICS
 
 
-def test_lp_ft_trains_the_source_first_then_probe_then_full(ls_overrides, caplog):
+def test_lp_ft_trains_the_source_first_then_fits_the_probe_then_tunes(ls_overrides, caplog):
     caplog.set_level(logging.INFO, logger="hf_transfer")
     overrides = {**ls_overrides, "strategy.name": "lp_ft", "strategy.source_model": None,
                  "tuning.method": "full", "training.learning_rate": 2e-3, "training.num_epochs": 1,
-                 "strategy.probe_num_epochs": 1, "strategy.probe_learning_rate": 5e-3,
-                 "strategy.target_num_epochs": 1}
+                 "strategy.target_num_epochs": 1, "strategy.baselines": "[target_only]"}
     results = LabelSpaceRecipe(load_config(overrides=overrides)).run()
     stages = {s["name"]: s for s in results["stages"]}
-    assert list(stages) == ["source", "probe", "target"]
+    assert list(stages) == ["source", "target"]
     assert stages["source"]["select_on"] == "source/validation"
-    assert stages["probe"]["select_on"] == stages["target"]["select_on"] == "target/validation"
-    # The probe trains the head alone at its own rate, then everything trains.
-    assert re.search(r"Stage 'probe', tuning frozen: 66 of [\d,]+ parameters train", caplog.text)
-    assert re.search(r"Stage 'probe': 16 examples.*lr 0.005", caplog.text)
+    assert stages["target"]["select_on"] == "target/validation"
+    # The probe is fitted on the 16 target rows before the first update and is step 0's candidate.
+    probe, step0 = stages["target"]["history"][:2]
+    assert probe["step"] == 0 and probe["probe"]["train_rows"] == 16
+    assert probe["probe"]["l2"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    assert step0["step"] == 0 and step0["eval_on"] == "target/validation"
+    # The engine's evaluation of the fitted head is the probe's own validation score.
+    assert step0["macro_f1"] == pytest.approx(probe["probe"]["validation_macro_f1"], abs=1e-4)
+    # The target-only baseline is LP-FT from the pretrained encoder: its probe is fitted too.
+    baseline = _results(Path(overrides["output.dir"]) / results["transfer"]["runs"]["target_only_seed42"])
+    assert [s["name"] for s in baseline["stages"]] == ["target"]
+    assert "probe" in baseline["stages"][0]["history"][0]
+    assert re.search(r"Linear probe: logistic regression on the frozen \d+-dim representation of 16 rows",
+                     caplog.text)
     assert re.search(r"Stage 'target', tuning full: ([\d,]+) of \1 parameters train", caplog.text)
     assert results["source_model"]["trained_in_run"] is True
     assert set(results["source_model"]["eval"]) == {"source/validation", "source/test"}
@@ -194,7 +204,7 @@ def test_a_plain_encoder_as_source_is_the_no_transfer_baseline(ls_overrides, tin
 
 @pytest.mark.parametrize("change, message", [
     ({"strategy.label_map": {"meh": "neutral"}}, "`strategy.label_map` is a setting of `label_map`, but"),
-    ({"strategy.name": "lp_ft", "tuning.method": "frozen"}, "the probe already trains the head"),
+    ({"strategy.name": "lp_ft", "tuning.method": "frozen"}, "the probe already fits the head"),
     ({"strategy.source_model": None, "strategy.select_on": "target"}, "can only select on `source`"),
     ({"strategy.source_model": None, "strategy.evaluate_source": False}, "`strategy.evaluate_source` is false"),
     ({"strategy.name": "copy_head"}, "choose one of new_head, lp_ft, label_map"),

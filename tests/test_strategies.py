@@ -15,7 +15,7 @@ from hf_transfer.scenarios import (ConditionalShiftRecipe, CrossLingualRecipe, L
 from hf_transfer.strategies import FAMILIES, registry
 
 SCENARIOS = {
-    "domain_adaptation": (DomainAdaptationRecipe, ("source_only", "sequential", "multi_task", "tapt", "dapt", "dann",
+    "domain_adaptation": (DomainAdaptationRecipe, ("source_only", "sequential", "linear_probe", "multi_task", "tapt", "dapt", "dann",
                                                  "coral", "self_training", "auto")),
     "cross_lingual": (CrossLingualRecipe, ("zero_shot", "few_shot", "multi_source")),
     "label_space": (LabelSpaceRecipe, ("new_head", "lp_ft", "label_map")),

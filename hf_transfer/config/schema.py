@@ -365,6 +365,12 @@ class StrategyConfig:
     target_num_epochs: float = setting(
         10, "`sequential`: epochs on the few labelled target examples after the source stage."
     )
+    target_min_steps: int = setting(
+        0, "Stages on the labelled target data (`sequential`, `few_shot`, the label-space and "
+        "conditional-shift strategies, the `target_only` baseline): at least this many optimizer "
+        "steps, however few the examples (16 examples are one step an epoch); such a stretched "
+        "stage evaluates every tenth of its steps. 0: `target_num_epochs` alone decides."
+    )
     target_learning_rate: Optional[float] = setting(
         None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
     )
@@ -407,6 +413,8 @@ class StrategyConfig:
         out += self.options.problems(path)
         if self.target_num_epochs <= 0:
             out.append(f"`{path}.target_num_epochs` must be positive.")
+        if self.target_min_steps < 0:
+            out.append(f"`{path}.target_min_steps` is {self.target_min_steps}: use 0 or more.")
         if self.target_learning_rate is not None and self.target_learning_rate <= 0:
             out.append(f"`{path}.target_learning_rate` must be positive or null.")
         if self.source_model is not None and not self.source_model.strip():

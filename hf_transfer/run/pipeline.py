@@ -231,7 +231,8 @@ class Recipe:
         cfg = self.config.strategy
         return Stage(name="target", train=data.target["train"], training=self.config.training,
                      learning_rate=cfg.target_learning_rate or self.learning_rate,
-                     num_epochs=cfg.target_num_epochs, select_on="target/validation")
+                     num_epochs=cfg.target_num_epochs, min_updates=cfg.target_min_steps,
+                     select_on="target/validation")
 
     def build_classifier(self, data: RunData, model_config: Optional[ModelConfig] = None):
         """The pretrained encoder (``model_config``, default `model`) with a fresh head for the
@@ -411,13 +412,18 @@ class Recipe:
 
     def candidate(self, strategy: str, arm: Optional[str] = None) -> "Recipe":
         """A nested run of this scenario (not started) with strategy ``strategy`` at its default
-        options, or a baseline ``arm`` of it, in `output.dir/candidates/<arm or strategy>/`, for
-        `auto`. Raises ConfigError when the run's data or settings do not allow it."""
+        options (and its tuning method, where it works with one only), or a baseline ``arm`` of
+        it, in `output.dir/candidates/<arm or strategy>/`, for `auto`. Raises ConfigError when
+        the run's data or settings do not allow it."""
         cfg = self.config
         data = cfg.data
         if not registry.get(strategy).uses_unlabeled_corpus:
             data = dataclasses.replace(data, unlabeled=type(data.unlabeled)())
-        config = dataclasses.replace(cfg, data=data, strategy=dataclasses.replace(
+        tuning = cfg.tuning
+        allowed = registry.get(strategy).tuning_methods
+        if allowed is not None and len(allowed) == 1:  # e.g. `linear_probe`: frozen
+            tuning = dataclasses.replace(tuning, method=allowed[0])
+        config = dataclasses.replace(cfg, data=data, tuning=tuning, strategy=dataclasses.replace(
             cfg.strategy, name=strategy, options=registry.options_for(strategy)))
         config = nested_config(config, self.layout.candidate_run(arm or strategy), cfg.training.seed)
         nested = type(self)(config, arm=arm)
@@ -533,7 +539,7 @@ class Recipe:
             raise ConfigError("`strategy.label_shift` estimates the target's label distribution from its "
                               "training texts, but `data.target` has no train split: give it one (its "
                               "labels are not used), or set `strategy.label_shift` none.")
-        if not has_output_bias(meta_model, len(raw.labels)):
+        if not has_output_bias(meta_model):
             raise ConfigError(f"`strategy.label_shift` is folded into the classifier's output bias, but "
                               f"{self.config.model.name_or_path!r}'s classification head has none: set "
                               "`strategy.label_shift` none.")

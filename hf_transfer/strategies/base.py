@@ -49,6 +49,9 @@ class Strategy:
     source_only: ClassVar[bool] = False
     # Pretrains on the unlabelled corpus `data.unlabeled` (which no other strategy reads).
     uses_unlabeled_corpus: ClassVar[bool] = False
+    # Fits its target stage's new head as a linear probe first (LP-FT): the target-only
+    # baseline of the comparison does the same, from the pretrained encoder.
+    fits_head: ClassVar[bool] = False
     # Changes or wraps the model in memory between stages: needs unsharded parameters.
     needs_unsharded: ClassVar[bool] = False
     # Trains nothing itself: it runs other strategies as runs of their own and keeps one

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import datasets
 import torch
@@ -33,12 +33,15 @@ from ..data.columns import column_values
 from ..data.tokenize import make_loader
 from ..errors import ConfigError
 from ..metrics import classification_metrics
+from ..probe import fit_output_layer, output_layer
 from .checkpoints import FINISHED, CheckpointStore
 from .faults import (FaultGuard, check_finite, give_up_after_skips, stop_if_preempted_after_stage,
                      stop_nonfinite, stop_preempted)
 from .stage import Stage, StageResult
 
 logger = logging.getLogger(__name__)
+
+STRETCHED_EVALUATIONS = 10  # evaluations of a stage stretched to ``Stage.min_updates``
 
 
 def make_accelerator(**kwargs) -> Accelerator:
@@ -171,6 +174,7 @@ class _StageRun:
     aux_loader: Any  # None without ``stage.aux``
     updates_per_epoch: int
     total_updates: int
+    eval_every: Optional[int]  # updates between evaluations, when not every epoch/`eval_steps`
     # Set by Engine._start, once the state is known (a resumed one or a fresh one).
     state: _LoopState = field(default_factory=_LoopState)
     guard: Optional[FaultGuard] = None
@@ -234,15 +238,24 @@ class Engine:
     def predict_logits(self, model, split: datasets.Dataset, batch_size: int):
         """Logits (float32, on the CPU) and gold ids of every row of ``split``, in row order, on
         every process."""
-        parts = [(logits.float(), labels, idx)
-                 for logits, labels, idx in self._gathered_logits(model, split, batch_size)]
-        logits, labels, idx = (torch.cat(column).cpu() for column in zip(*parts))  # one copy
+        logits, labels = self.predict_outputs(model, split, batch_size, _logits)
+        return logits.float(), labels
+
+    def predict_outputs(self, model, split: datasets.Dataset, batch_size: int,
+                        read: Callable[[Any, dict], torch.Tensor]):
+        """``read(model, batch)`` (one row per example: logits, features) and the gold ids of
+        every row of ``split``, in row order, on every process, on the CPU."""
+        parts = list(self._gathered(model, split, batch_size, read))
+        outputs, labels, idx = (torch.cat(column).cpu() for column in zip(*parts))  # one copy
         order = torch.argsort(idx)
-        return logits[order], labels[order]
+        return outputs[order], labels[order]
+
+    def _gathered_logits(self, model, split: datasets.Dataset, batch_size: int) -> Iterator:
+        return self._gathered(model, split, batch_size, _logits)
 
     @torch.no_grad()
-    def _gathered_logits(self, model, split: datasets.Dataset, batch_size: int) -> Iterator:
-        """(logits, gold ids, row indices) per batch, gathered from every process."""
+    def _gathered(self, model, split: datasets.Dataset, batch_size: int, read) -> Iterator:
+        """(``read(model, batch)``, gold ids, row indices) per batch, gathered from every process."""
         # Longest rows first: similar lengths share a batch, so little padding is computed.
         batches = make_loader(split, self.tokenizer, batch_size, shuffle=False, group_by_length=True,
                               pad_to_multiple_of=self.pad_to_multiple_of)
@@ -250,9 +263,9 @@ class Engine:
             model.eval()
             for batch in loader:
                 idx = batch.pop("idx")
-                logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                outputs = read(model, {k: v for k, v in batch.items() if k != "labels"})
                 # gather_for_metrics drops the samples DDP repeats to even out the last batch.
-                yield self.accelerator.gather_for_metrics((logits, batch["labels"], idx))
+                yield self.accelerator.gather_for_metrics((outputs, batch["labels"], idx))
 
     # --- training -----------------------------------------------------------------------
 
@@ -272,6 +285,8 @@ class Engine:
         if resume == FINISHED:
             return run.model, self._restore_finished(run)
         self._start(run, resume)
+        if stage.fit_head and not resume:
+            self._fit_head(run)
         acc, state, stop = self.accelerator, run.state, False
         run.model.train()
         with run.guard.catching_stop_signals():
@@ -323,7 +338,13 @@ class Engine:
                         pad_to_multiple_of=multiple))
         # Count steps on the prepared loader: under DDP each process sees 1/N of the batches.
         updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-        total_updates = cfg.max_steps or max(1, math.ceil(stage.num_epochs * updates_per_epoch))
+        epoch_updates = math.ceil(stage.num_epochs * updates_per_epoch)
+        if not stage.fit_head:  # a fitted probe may be the whole stage (0 epochs)
+            epoch_updates = max(1, epoch_updates)
+        total_updates = cfg.max_steps or max(epoch_updates, stage.min_updates)
+        # Stretched to min_updates: evaluate every tenth of the stage, not every (tiny) epoch.
+        eval_every = math.ceil(total_updates / STRETCHED_EVALUATIONS) \
+            if not cfg.max_steps and stage.min_updates > epoch_updates else None
         # A prepared scheduler steps once per process per update, hence the factor.
         scheduler = acc.prepare(get_scheduler(
             cfg.lr_scheduler, optimizer,
@@ -334,7 +355,8 @@ class Engine:
                          store=CheckpointStore(acc, self.checkpoints_dir / stage.name),
                          model=model, optimizer=optimizer, scheduler=scheduler,
                          train_loader=train_loader, aux_loader=aux_loader,
-                         updates_per_epoch=updates_per_epoch, total_updates=total_updates)
+                         updates_per_epoch=updates_per_epoch, total_updates=total_updates,
+                         eval_every=eval_every)
 
     def _restore_finished(self, run: _StageRun) -> StageResult:
         result = run.store.load_finished(run.stage.name)
@@ -365,6 +387,17 @@ class Engine:
         run.running_loss = torch.full((), state.loss_sum, device=acc.device)
         run.update_loss = torch.zeros((), device=acc.device)
         run.started = time.perf_counter() - state.train_seconds
+
+    def _fit_head(self, run: _StageRun) -> None:
+        """LP-FT's probe: the output layer fitted on the frozen representation, evaluated and
+        checkpointed as step 0 (a candidate for the best checkpoint)."""
+        stage = run.stage
+        layer = output_layer(unwrap(self.accelerator, run.model))
+        probe = fit_output_layer(self, run.model, layer, stage.train, run.eval_sets[stage.select_on],
+                                 run.cfg.eval_batch_size, stage.metric_for_best or run.cfg.metric_for_best)
+        run.state.history.append({"step": 0, "epoch": 0, "probe": probe})
+        self._evaluate_and_checkpoint(run)
+        run.model.train()
 
     def _aux_batches(self, run: _StageRun) -> Optional[Iterator[dict]]:
         """The ``aux`` batches from where the micro-batches done so far left them."""
@@ -449,7 +482,10 @@ class Engine:
         if state.step % cfg.logging_steps == 0 or last:
             self._log_loss(run)
         stop = False
-        due = end_of_epoch if cfg.eval_strategy == "epoch" else state.step % cfg.eval_steps == 0
+        if run.eval_every:
+            due = state.step % run.eval_every == 0
+        else:
+            due = end_of_epoch if cfg.eval_strategy == "epoch" else state.step % cfg.eval_steps == 0
         if due or last:
             state.train_seconds = time.perf_counter() - run.started
             check_finite(run.guard, run.model, run.stage.name, run.store.stage_dir)
@@ -542,6 +578,10 @@ class Engine:
         self.global_step_offset += state.step
         stop_if_preempted_after_stage(run.guard, stage.name, run.store.result_file)
         return result
+
+
+def _logits(model, batch: dict) -> torch.Tensor:
+    return model(**batch).logits
 
 
 def batch_multiple(setting: Optional[int], device: torch.device) -> Optional[int]:

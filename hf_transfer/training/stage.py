@@ -41,6 +41,15 @@ class Stage:
     evaluate_fn: Optional[Callable[..., dict]] = None
     metric_for_best: Optional[str] = None
     greater_is_better: bool = True
+    # At least this many optimizer updates, however few rows ``train`` has (a few-shot stage of
+    # 16 rows would otherwise take one update an epoch). A stage stretched this way evaluates
+    # every tenth of its updates instead of every epoch.
+    min_updates: int = 0
+    # Before the first update, fit the output layer as a logistic regression on the frozen
+    # representation of ``train`` (:mod:`hf_transfer.probe`, LP-FT's probe), then evaluate and
+    # checkpoint that state as step 0, so that selection keeps it when training does not beat it.
+    # With ``num_epochs`` 0 the fit is the whole stage.
+    fit_head: bool = False
 
 
 @dataclass

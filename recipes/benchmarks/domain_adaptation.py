@@ -56,11 +56,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from bench_utils import fmt_stats, parse_deadline, seed_stats  # noqa: E402  (this folder)
+from hf_transfer.baselines import judge  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything used here ships in packages
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TINY = "tests-tiny"  # --model value: build the tests' tiny BERT (smoke test)
-ARMS = ("source_only", "tapt", "dann", "coral", "self_training", "sequential", "target_only")
+ARMS = ("source_only", "label_shift", "tapt", "dann", "coral", "self_training", "sequential", "target_only",
+        "linear_probe")
+DEFAULT_ARMS = ("source_only", "label_shift", "dann", "self_training", "sequential", "target_only", "linear_probe")
+REUSES_SOURCE = ("label_shift", "sequential")  # continue from source_only's finished source stage
 SOURCE_LR = {"lora": 2e-3, "full": 1e-4}
 MLM_LR = {"lora": 1e-3, "full": 1e-4}
 TARGET_LR = {"lora": 1e-3, "full": 1e-4}  # sequential's target stage (the head is trained)
@@ -87,7 +91,7 @@ def write_fixed_splits(folder: Path, args) -> dict:
         if all(p.is_file() for p in paths.values()):
             continue
         data = tweets.select([i for i, d in enumerate(tweets["domain"]) if d == domain])
-        sizes = ((30, 30, args.source_train) if domain == "airline"
+        sizes = ((args.source_eval, args.source_eval, args.source_train) if domain == "airline"
                  else (60, args.target_test, None))  # validation, test, train (None: a text pool)
         validation_rows, rest = stratified_split(data["label"], sizes[0] / len(data), seed=0)
         rest_data = data.select(rest)
@@ -120,12 +124,14 @@ def overrides_for(args, paths, target, tuning, arm, seed, out: Path) -> dict:
         "model.name_or_path": args.model_path, "model.max_length": args.max_length,
         "data.source": {"files": source}, "data.target": target_data,
         "tuning.method": tuning, "training.seed": seed, "training.batch_size": 16,
-        "training.eval_batch_size": 64, "training.num_epochs": 1, "training.eval_strategy": "epoch",
+        "training.eval_batch_size": 64, "training.num_epochs": args.source_epochs, "training.eval_strategy": "epoch",
         "training.learning_rate": SOURCE_LR[tuning], "strategy.name": "source_only",
         "output.dir": str(out), "output.overwrite": True, "output.save_model": False,
         "output.report": False,
     }
-    if arm == "tapt":
+    if arm == "label_shift":
+        base.update({"strategy.label_shift": args.label_shift})
+    elif arm == "tapt":
         base.update({"strategy.name": "tapt", "strategy.mlm_num_epochs": 1,
                      "strategy.mlm_learning_rate": MLM_LR[tuning]})
     elif arm == "dann":
@@ -138,12 +144,21 @@ def overrides_for(args, paths, target, tuning, arm, seed, out: Path) -> dict:
                      "strategy.pseudo_label_threshold": args.pseudo_label_threshold})
     elif arm == "sequential":
         base.update({"strategy.name": "sequential", "data.target": k_shot,
-                     "strategy.target_num_epochs": 5, "strategy.target_learning_rate": TARGET_LR[tuning]})
+                     "strategy.target_num_epochs": 5, "strategy.target_min_steps": args.target_min_steps,
+                     "strategy.target_learning_rate": TARGET_LR[tuning]})
     elif arm == "target_only":
         # The k labelled target tweets as the "source" (same files, k_shot and seed as the
         # sequential arm's target stage: the same tweets); select on the target validation split.
+        # Stretched to --target_min_steps as the engine stretches a target stage (10 evaluations).
+        updates = 5 * -(-args.k * 3 // 16)
+        stretched = {"training.max_steps": args.target_min_steps, "training.eval_strategy": "steps",
+                     "training.eval_steps": -(-args.target_min_steps // 10)} \
+            if args.target_min_steps > updates else {}
         base.update({"data.source": {"files": {**tgt, "test": tgt["validation"]}, "k_shot": args.k},
-                     "training.num_epochs": 5})
+                     "training.num_epochs": 5, **stretched})
+    elif arm == "linear_probe":
+        # Reference: the frozen encoder, its output layer fitted on the same k tweets per class.
+        base.update({"strategy.name": "linear_probe", "tuning.method": "frozen", "data.target": k_shot})
     return base
 
 
@@ -153,7 +168,7 @@ def run_one(args, paths, target, tuning, arm, seed, root: Path) -> dict:
     out = root / target / tuning / f"{arm}_seed{seed}"
     overrides = overrides_for(args, paths, target, tuning, arm, seed, out)
     reused = root / target / tuning / f"source_only_seed{seed}" / "checkpoints" / "source"
-    if arm == "sequential" and (reused / "result.json").is_file():
+    if arm in REUSES_SOURCE and (reused / "result.json").is_file():
         # The source stage is source_only's, finished: restore it and run only the target stage.
         if out.exists():
             shutil.rmtree(out)
@@ -169,7 +184,7 @@ def run_one(args, paths, target, tuning, arm, seed, root: Path) -> dict:
         for step in (out / "checkpoints" / "source").glob("step_*"):
             if step.name != f"step_{results['best_step']['source']:07d}":
                 shutil.rmtree(step, ignore_errors=True)
-    if arm == "sequential":
+    if arm == REUSES_SOURCE[-1]:  # its last user
         shutil.rmtree(reused.parent, ignore_errors=True)
     shutil.rmtree(out / "mlm_encoder", ignore_errors=True)
     return results
@@ -188,9 +203,17 @@ def summarise(runs: dict) -> dict:
         entry["seeds"] = sorted(rows)
         entry["n_test"] = next(iter(rows.values()))["n"]
         base = runs.get((target, tuning, "source_only"), {})
+        paired_seeds = [s for s in sorted(rows) if s in base]
         for m in ("accuracy", "macro_f1"):
-            paired = [rows[s][m] - base[s]["eval_matrix"]["target/test"][m] for s in rows if s in base]
+            paired = [rows[s][m] - base[s]["eval_matrix"]["target/test"][m] for s in paired_seeds]
             entry[f"{m}_vs_source_only"] = seed_stats(paired) if paired and arm != "source_only" else None
+            # The library's verdict rule (hf_transfer.baselines.judge): gain, noise band, verdict.
+            entry[f"{m}_verdict_vs_source_only"] = judge(
+                [rows[s][m] for s in paired_seeds], [base[s]["eval_matrix"]["target/test"][m] for s in paired_seeds],
+                entry["n_test"]) if paired_seeds and arm != "source_only" else None
+        if arm == "source_only":  # does the source classifier beat its own majority class?
+            entry["source_validation_accuracy"] = {
+                s: r["eval_matrix"]["source/validation"]["accuracy"] for s, r in by_seed.items()}
         if arm == "tapt":
             entry["mlm_loss_before"] = seed_stats([r["masked_lm"]["loss_before"] for r in by_seed.values()])
             entry["mlm_loss_after"] = seed_stats([r["masked_lm"]["loss_after"] for r in by_seed.values()])
@@ -203,6 +226,8 @@ def summarise(runs: dict) -> dict:
 
 WHAT = {
     "source_only": "labelled source only",
+    "label_shift": "source_only, outputs re-weighted to the target's estimated P(Y) (unlabelled target text)",
+    "linear_probe": "reference: frozen encoder, logistic regression on k labelled target per class",
     "tapt": "MLM on the target text pool, then source",
     "dann": "source + target text, gradient reversal",
     "coral": "source + target text, covariance alignment",
@@ -212,17 +237,22 @@ WHAT = {
 }
 
 
+def _verdict(v: dict | None) -> str:
+    return "—" if not v else f"{v['verdict']} ({v['gain']:+.3f}, ±{v['noise']:.3f})"
+
+
 def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) -> str:
     lines = [
         "# Domain-adaptation benchmark: unlabelled target text (TAPT, DANN) vs a few labels", "",
-        f"Source: {args.source_train} airline tweets (stratified), one epoch; targets: "
+        f"Source: {args.source_train} airline tweets (stratified), {args.source_epochs:g} epochs, selected on "
+        f"{args.source_eval} airline validation tweets; targets: "
         f"{', '.join(args.targets)} tweets. Target test: {args.target_test} tweets per target "
         f"(stratified); target text pool: {args.target_text} tweets (random), the unlabelled text "
         f"of `tapt` (one masked-LM epoch; MiniLM has no MLM head, a fresh one trains with it) and "
         f"`dann` (weight {args.dann_weight}, objective {args.dann_objective}), `self_training` "
         f"({args.rounds} rounds, threshold {args.pseudo_label_threshold}) and `coral` (weight {args.coral_weight}), and the pool "
         f"of the k = {args.k} labelled tweets per "
-        f"class of `sequential`/`target_only` (5 epochs). Packaged MiniLM (`{args.model}`), "
+        f"class of `sequential`/`target_only`/`linear_probe` (5 epochs, at least {args.target_min_steps} steps; `linear_probe`: fitted, nothing else trains). `label_shift`: `source_only`'s classifier corrected by `{args.label_shift}` on the target text pool. Packaged MiniLM (`{args.model}`), "
         f"`model.max_length` {args.max_length}, batch 16; learning rates: source "
         f"LoRA {SOURCE_LR['lora']:g} / full {SOURCE_LR['full']:g}, MLM {MLM_LR['lora']:g} / "
         f"{MLM_LR['full']:g}, sequential target stage {TARGET_LR['lora']:g} / {TARGET_LR['full']:g}. "
@@ -233,15 +263,22 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
     for target in args.targets:
         lines += [f"## airline → {target} (majority-class accuracy of its test split: "
                   f"{majority.get(target, float('nan')):.3f})", "",
-                  "| tuning | arm | what | seeds | accuracy | macro-F1 | vs source_only (acc) | vs source_only (macro-F1) | s per run |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| tuning | arm | what | seeds | accuracy | macro-F1 | vs source_only (acc) | vs source_only (macro-F1) | verdict (macro-F1, noise band) | s per run |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, row in summary.items():
             t, tuning, arm = name.split(" / ")
             if t != target:
                 continue
             lines.append(f"| {tuning} | {arm} | {WHAT[arm]} | {len(row['seeds'])} | {fmt_stats(row['accuracy'])} | "
                          f"{fmt_stats(row['macro_f1'])} | {fmt_stats(row['accuracy_vs_source_only'])} | "
-                         f"{fmt_stats(row['macro_f1_vs_source_only'])} | {row['wall_seconds']['mean']:.0f} |")
+                         f"{fmt_stats(row['macro_f1_vs_source_only'])} | {_verdict(row['macro_f1_verdict_vs_source_only'])} | "
+                         f"{row['wall_seconds']['mean']:.0f} |")
+        for name, row in summary.items():
+            if name.startswith(f"{target} /") and "source_validation_accuracy" in row:
+                checks = ", ".join(f"seed {s}: {a:.3f}{'' if a > majority['airline/validation'] else ' (NOT above)'}"
+                                   for s, a in sorted(row["source_validation_accuracy"].items()))
+                lines += ["", f"Source classifier ({name.split(' / ')[1]}) on its own validation split, against "
+                          f"its majority class ({majority['airline/validation']:.3f}): {checks}."]
         taptrows = [(n, r) for n, r in summary.items() if n.startswith(f"{target} /") and "mlm_loss_after" in r]
         if taptrows:
             lines += ["", "Masked-LM loss on the target validation text (tapt), before → after: " + "; ".join(
@@ -269,7 +306,9 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
         f"Machine: {environment.get('device', '?')} ({environment.get('num_processes', 1)} process), torch "
         f"{environment.get('torch')}, transformers {environment.get('transformers')}.",
         f"Regenerate: `python recipes/benchmarks/domain_adaptation.py --seeds {args.seeds} --targets "
-        f"{' '.join(args.targets)} --tunings {' '.join(args.tunings)} --source_train {args.source_train} "
+        f"{' '.join(args.targets)} --tunings {' '.join(args.tunings)} --arms {' '.join(args.arms)} "
+        f"--source_train {args.source_train} --source_epochs {args.source_epochs:g} --source_eval {args.source_eval} "
+        f"--label_shift {args.label_shift} --target_min_steps {args.target_min_steps} "
         f"--target_text {args.target_text} --target_test {args.target_test} --k {args.k} "
         f"--max_length {args.max_length} --dann_weight {args.dann_weight} --dann_objective {args.dann_objective} "
         f"--rounds {args.rounds} --pseudo_label_threshold {args.pseudo_label_threshold} --coral_weight {args.coral_weight}`.",
@@ -282,9 +321,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--targets", nargs="+", default=["apple", "deflategate"],
                         help="target domains of the built-in tweets (source: airline)")
-    parser.add_argument("--tunings", nargs="+", default=["lora", "full"], choices=["lora", "full"])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--source_train", type=int, default=250, help="labelled airline training tweets")
+    parser.add_argument("--tunings", nargs="+", default=["lora"], choices=["lora", "full"])
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
+    parser.add_argument("--source_train", type=int, default=1000, help="labelled airline training tweets")
+    parser.add_argument("--source_epochs", type=float, default=2, help="epochs of the source stage")
+    parser.add_argument("--source_eval", type=int, default=100,
+                        help="airline validation and test tweets (each; stratified)")
+    parser.add_argument("--label_shift", default="mean", choices=["mean", "em"],
+                        help="the label_shift arm's estimator")
+    parser.add_argument("--target_min_steps", type=int, default=100,
+                        help="optimizer steps at least of the k-shot stages (sequential, target_only)")
     parser.add_argument("--target_text", type=int, default=250, help="target text pool (unlabelled for tapt/dann)")
     parser.add_argument("--target_test", type=int, default=250, help="target test tweets per target")
     parser.add_argument("--k", type=int, default=16, help="labelled target tweets per class (sequential, target_only)")
@@ -309,9 +355,9 @@ def main() -> None:
     import datasets
 
     majority = {}
-    for target in args.targets:
-        labels = datasets.Dataset.from_parquet(paths[target]["test"])["label"]
-        majority[target] = max(labels.count(v) for v in set(labels)) / len(labels)
+    for name, file in [(t, paths[t]["test"]) for t in args.targets] + [("airline/validation", paths["airline"]["validation"])]:
+        labels = list(datasets.Dataset.from_parquet(file)["label"])
+        majority[name] = max(labels.count(v) for v in set(labels)) / len(labels)
     runs, ran, skipped, environment = {}, [], [], {}
 
     def write_reports():

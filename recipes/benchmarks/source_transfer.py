@@ -158,7 +158,6 @@ def run_label_space(args, paths, sources, variant, k, seed, root) -> dict:
         "training.eval_strategy": "steps", "training.eval_steps": max(1, -(-train_rows // 16) * epochs // 4),
         "strategy.target_num_epochs": epochs, "strategy.target_learning_rate": 1e-4,
         # Each strategy reads only its own settings.
-        **({"strategy.probe_num_epochs": 10, "strategy.probe_learning_rate": 1e-3} if strategy == "lp_ft" else {}),
     }
     return run_recipe(LabelSpaceRecipe, overrides)
 
@@ -242,7 +241,7 @@ def label_space_markdown(summary, sources, args, environment, plan) -> str:
               "|---|---|---|---|---|---|---|"]
     what = {"plain_encoder": "new head on the pretrained encoder (no source task)",
             "tweets_new_head": "tweet-sentiment classifier's encoder, new head",
-            "tweets_lp_ft": "same source, linear probe (10 epochs, lr 1e-3) then fine-tuning",
+            "tweets_lp_ft": "same source, linear probe (fitted, frozen encoder) then fine-tuning",
             "bbc3_new_head": "3-topic BBC classifier's encoder, new head",
             "bbc3_label_map": "same source, business/politics/sports rows from its head"}
     for name, row in summary.items():

@@ -1,0 +1,29 @@
+"""A reference for few-shot transfer: the pretrained encoder, frozen, with its output layer
+fitted as a logistic regression on the labelled target examples (:mod:`hf_transfer.probe`).
+Nothing else trains, so it shows what the representation alone gives the target: the floor
+that a fine-tuned strategy on the same examples should reach."""
+
+from __future__ import annotations
+
+from ..training import Stage
+from .base import INDUCTIVE, Strategy
+from .registry import register_strategy
+
+
+@register_strategy
+class LinearProbe(Strategy):
+    name = "linear_probe"
+    scenarios = ("domain_adaptation",)
+    family = INDUCTIVE
+    summary = "the frozen pretrained encoder, its output layer fitted on the labelled target examples"
+    tuning_methods = ("frozen",)
+    tuning_reason = "fits the output layer alone on the frozen encoder"
+    fits_head = True
+    needs_unsharded = True  # the probe writes the head's weights in place
+
+    def stages(self, data) -> list[Stage]:
+        cfg = self.config.training
+        # No update after the fit (0 epochs); `training.max_steps` would add some to the head.
+        return [Stage(name="probe", train=data.target["train"], training=cfg,
+                      learning_rate=cfg.learning_rate_for("frozen"), num_epochs=0,
+                      select_on="target/validation", fit_head=True)]
