@@ -23,7 +23,7 @@ class LinearProbe(Strategy):
 
     def stages(self, data) -> list[Stage]:
         cfg = self.config.training
-        # No update after the fit (0 epochs); `training.max_steps` would add some to the head.
+        # 0 epochs: the fit is the whole stage (the engine ignores `training.max_steps` here).
         return [Stage(name="probe", train=data.target["train"], training=cfg,
                       learning_rate=cfg.learning_rate_for("frozen"), num_epochs=0,
                       select_on="target/validation", fit_head=True)]

@@ -338,10 +338,10 @@ class Engine:
                         pad_to_multiple_of=multiple))
         # Count steps on the prepared loader: under DDP each process sees 1/N of the batches.
         updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-        epoch_updates = math.ceil(stage.num_epochs * updates_per_epoch)
-        if not stage.fit_head:  # a fitted probe may be the whole stage (0 epochs)
-            epoch_updates = max(1, epoch_updates)
+        epoch_updates = max(1, math.ceil(stage.num_epochs * updates_per_epoch))
         total_updates = cfg.max_steps or max(epoch_updates, stage.min_updates)
+        if stage.fit_head and stage.num_epochs == 0:
+            total_updates = 0  # the fitted probe is the whole stage, whatever max_steps says
         # Stretched to min_updates: evaluate every tenth of the stage, not every (tiny) epoch.
         eval_every = math.ceil(total_updates / STRETCHED_EVALUATIONS) \
             if not cfg.max_steps and stage.min_updates > epoch_updates else None
