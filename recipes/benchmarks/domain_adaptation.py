@@ -286,21 +286,25 @@ def markdown(summary: dict, args, majority: dict, plan: str, environment: dict) 
                 for n, r in taptrows)]
         lines.append("")
     lines += [
-        "Reading: at this CPU budget no method that uses unlabelled target text helped. The "
-        "one-epoch source classifiers are weak and unstable (several seeds predict one class "
-        "for every tweet: macro-F1 0.16 on Apple, 0.23 on DeflateGate), so the seed spread is "
-        "larger than most differences. `tapt` stays within a point of `source_only` (the masked-LM "
-        "loss on target text falls, but one epoch over a few hundred tweets with a fresh MLM head "
-        "barely moves the encoder; far less than the published recipe, so this says little about "
-        "TAPT at a larger budget). `dann` at weight 1.0 hurt: the reversed domain gradient pushed "
-        "the classifier to a single class on most runs (macro-F1 at the one-class value; on "
-        "DeflateGate its accuracy rises to the majority-class rate for the same reason) — a "
-        "smaller `strategy.dann_weight` or more source steps would be the next thing to try. "
-        "On DeflateGate a few labels beat all transfer: sixteen labelled target tweets per "
-        "class alone (`target_only`) gain 0.12–0.20 macro-F1 over `source_only` and `sequential` "
-        "(full) 0.12 — airline sentiment transfers negatively there (`source_only` accuracy "
-        "0.29 against a majority-class rate of 0.53). On Apple neither helps reliably. Differences "
-        "of a few points are within the spread of the seeds and of a 250-tweet test split.", "",
+        "Reading (written for the run of 2026-12-01: LoRA, seeds 1-3, 500 test tweets per target; "
+        "a rerun with other settings needs its own reading): every source classifier beats its "
+        "majority class on airline validation (0.79-0.81 vs 0.63), so the arms are compared. "
+        "Apple differs from airline mostly in P(Y) (57% neutral vs 63% negative): `label_shift`, "
+        "which reads only unlabelled Apple text, is the one arm called positive transfer "
+        "(+0.087 macro-F1, +0.126 accuracy, every seed above `source_only`), ahead of "
+        "`self_training` (+0.057, every seed up, inside the band) and of every arm that reads 16 "
+        "labelled Apple tweets per class. DeflateGate has nearly airline's label distribution "
+        "(53% negative) but another meaning of sentiment: `source_only` scores 0.41 accuracy "
+        "against a majority rate of 0.53, no unlabelled-text method repairs that, and labels "
+        "win: `target_only` +0.256, `linear_probe` +0.236, `sequential` +0.190 macro-F1 (the "
+        "airline stage costs `sequential` 0.07 against `target_only`: negative transfer at "
+        "k = 16). `dann` (confusion, weight 1.0) is the most seed-sensitive arm: on Apple one "
+        "seed +0.045 macro-F1, the others -0.10 and -0.19; on DeflateGate 0.19-0.26 macro-F1, close to a one-class "
+        "answer (0.23). The frozen-encoder probe is the floor the issue asked for: on Apple "
+        "every labelled arm beats it, on DeflateGate `sequential` does not (0.458 vs 0.503). "
+        "The same runs with `--target_min_steps 0` (the 15 updates of 5 epochs; source runs "
+        "shared): `target_only` 0.430 / 0.372 macro-F1 on Apple / DeflateGate against 0.548 / "
+        "0.524 with 100 updates, `sequential` 0.573 / 0.287 against 0.588 / 0.458.", "",
         f"Ran: {plan}.",
         "Seconds per run are wall-clock on a shared 2-core machine (one torch thread): not costs.",
         f"Machine: {environment.get('device', '?')} ({environment.get('num_processes', 1)} process), torch "
@@ -332,7 +336,7 @@ def main() -> None:
     parser.add_argument("--target_min_steps", type=int, default=100,
                         help="optimizer steps at least of the k-shot stages (sequential, target_only)")
     parser.add_argument("--target_text", type=int, default=250, help="target text pool (unlabelled for tapt/dann)")
-    parser.add_argument("--target_test", type=int, default=250, help="target test tweets per target")
+    parser.add_argument("--target_test", type=int, default=500, help="target test tweets per target")
     parser.add_argument("--k", type=int, default=16, help="labelled target tweets per class (sequential, target_only)")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--dann_weight", type=float, default=1.0)
