@@ -1,8 +1,10 @@
 """Evaluation metrics shipped with hf_transfer.
 
-The metrics live as `evaluate` module scripts inside this package and are
-loaded *by path*, so nothing here ever contacts the Hugging Face Hub
-(``evaluate.load("accuracy")`` would, and fails offline).
+Runs score with :func:`classification_metrics`, plain numpy (:mod:`.scores`). The same scores
+are shipped as an `evaluate` module script inside this package, for code that wants an
+``evaluate.EvaluationModule``: :func:`load_classification_metric` loads it *by path*, so
+nothing here ever contacts the Hugging Face Hub (``evaluate.load("accuracy")`` would, and
+fails offline).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from hf_transfer.errors import DataError
+from hf_transfer.metrics.scores import classification_scores
 
 if TYPE_CHECKING:  # evaluate (and datasets/pyarrow) is imported lazily
     import evaluate
@@ -97,8 +100,8 @@ def classification_metrics(
     Returns ``{"accuracy": float, "macro_f1": float,
     "f1_per_class": {label_name: float}, "n": int}``.
 
-    Raises ``hf_transfer.errors.DataError`` (a ``ValueError``) before calling
-    evaluate if the inputs have different lengths, are empty, are not 1-D
+    Raises ``hf_transfer.errors.DataError`` (a ``ValueError``) before scoring
+    if the inputs have different lengths, are empty, are not 1-D
     integer class ids, or contain ids outside ``range(len(label_names))``.
     """
     label_names = list(label_names)
@@ -124,8 +127,7 @@ def classification_metrics(
                 f"(len(label_names)={num_labels}): {sorted(set(bad.tolist()))[:10]}"
             )
 
-    metric = load_classification_metric()
-    result = metric.compute(predictions=preds, references=refs, labels=list(range(num_labels)))
+    result = classification_scores(preds, refs, labels=range(num_labels))
     return {
         "accuracy": float(result["accuracy"]),
         "macro_f1": float(result["macro_f1"]),

@@ -2,7 +2,8 @@
 # Licensed under the Apache License, Version 2.0.
 #
 # NOTE: this file is an `evaluate` module script, loaded by path with
-# `evaluate.load(<folder>)`; it is not imported as part of `hf_transfer`.
+# `evaluate.load(<folder>)`; it is not imported as part of `hf_transfer`. The scores are
+# `hf_transfer.metrics.scores` (the one implementation, also what runs call directly).
 # evaluate parses this script's import lines with a regex to find its
 # dependencies, so keep exactly one plain `import x` per line (no
 # `import a, b`, no relative imports) and do not start any line inside a
@@ -11,7 +12,7 @@
 
 import datasets
 import evaluate
-import numpy as np
+from hf_transfer.metrics.scores import classification_scores
 
 
 _DESCRIPTION = """\
@@ -52,15 +53,6 @@ Examples:
 """
 
 
-def _as_int_vector(values, name):
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"`{name}` must contain integer class ids, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Classification(evaluate.Metric):
     def _info(self):
@@ -82,37 +74,4 @@ class Classification(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, labels=None):
-        preds = _as_int_vector(predictions, "predictions")
-        refs = _as_int_vector(references, "references")
-        if preds.shape != refs.shape:
-            raise ValueError(
-                f"predictions and references must have the same length, got {preds.shape[0]} and {refs.shape[0]}"
-            )
-        if preds.size == 0:
-            raise ValueError("Cannot compute classification metrics on 0 examples")
-
-        if labels is None:
-            labels_arr = np.union1d(preds, refs)  # sorted, unique
-        else:
-            labels_arr = _as_int_vector(list(labels), "labels")
-            if np.unique(labels_arr).size != labels_arr.size:
-                raise ValueError(f"`labels` must not contain duplicates, got {list(labels)}")
-
-        # One-vs-rest counts via bincount over a shared index of all values
-        # (memory O(n), works for negative / sparse class ids too).
-        n = preds.size
-        _, inverse = np.unique(np.concatenate([preds, refs, labels_arr]), return_inverse=True)
-        inverse = inverse.reshape(-1)
-        k = int(inverse.max()) + 1
-        pred_idx, ref_idx, label_idx = inverse[:n], inverse[n : 2 * n], inverse[2 * n :]
-        tp = np.bincount(ref_idx[preds == refs], minlength=k)[label_idx]
-        # 2*TP + FP + FN == (#predicted as c) + (#references equal to c)
-        denom = np.bincount(pred_idx, minlength=k)[label_idx] + np.bincount(ref_idx, minlength=k)[label_idx]
-        f1 = np.zeros(label_idx.shape, dtype=np.float64)
-        np.divide(2.0 * tp, denom, out=f1, where=denom > 0)
-
-        return {
-            "accuracy": float(np.mean(preds == refs)),
-            "macro_f1": float(f1.mean()) if f1.size else 0.0,
-            "f1_per_class": [float(x) for x in f1],
-        }
+        return classification_scores(predictions, references, labels)
