@@ -234,29 +234,18 @@ def summarise(runs: dict) -> dict:
         entry["seeds"] = sorted(rows)
         entry["n_test"] = next(iter(rows.values()))["n"]
         entry["classes_predicted"] = {s: classes_predicted(r) for s, r in by_seed.items()}
-        base = runs.get((target, tuning, "source_only"), {})
-        paired_seeds = [s for s in sorted(rows) if s in base]
+        base = runs.get((target, tuning, "source_only"), {}) if arm != "source_only" else {}
         for m in ("accuracy", "macro_f1"):
-            paired = [rows[s][m] - base[s]["eval_matrix"]["target/test"][m] for s in paired_seeds]
-            entry[f"{m}_vs_source_only"] = seed_stats(paired) if paired and arm != "source_only" else None
-            # The library's verdict rule (hf_transfer.baselines.judge): gain, noise band, verdict.
-            entry[f"{m}_verdict_vs_source_only"] = judge(
-                [rows[s][m] for s in paired_seeds], [base[s]["eval_matrix"]["target/test"][m] for s in paired_seeds],
-                entry["n_test"]) if paired_seeds and arm != "source_only" else None
-        if arm in PROBE_OF and (target, tuning, PROBE_OF[arm]) in runs:
-            probe = runs[(target, tuning, PROBE_OF[arm])]
-            seeds = [s for s in sorted(rows) if s in probe]
-            entry["macro_f1_verdict_vs_probe"] = {"probe": PROBE_OF[arm], **judge(
-                [rows[s]["macro_f1"] for s in seeds],
-                [probe[s]["eval_matrix"]["target/test"]["macro_f1"] for s in seeds], entry["n_test"])}
+            paired = [rows[s][m] - base[s]["eval_matrix"]["target/test"][m] for s in sorted(rows) if s in base]
+            entry[f"{m}_vs_source_only"] = seed_stats(paired) if paired else None
+            entry[f"{m}_verdict_vs_source_only"] = paired_verdict(rows, base, m)
+        if arm in PROBE_OF:
+            verdict = paired_verdict(rows, runs.get((target, tuning, PROBE_OF[arm]), {}), "macro_f1")
+            entry["macro_f1_verdict_vs_probe"] = verdict and {"probe": PROBE_OF[arm], **verdict}
         if arm == "auto":  # "never negative against target_only": the same verdict, against that arm
-            reference = runs.get((target, tuning, "target_only"), {})
-            seeds = [s for s in sorted(rows) if s in reference]
             entry["chosen"] = {s: r["auto"]["chosen"] for s, r in by_seed.items()}
-            entry["macro_f1_verdict_vs_target_only"] = judge(
-                [rows[s]["macro_f1"] for s in seeds],
-                [reference[s]["eval_matrix"]["target/test"]["macro_f1"] for s in seeds],
-                entry["n_test"]) if seeds else None
+            entry["macro_f1_verdict_vs_target_only"] = paired_verdict(
+                rows, runs.get((target, tuning, "target_only"), {}), "macro_f1")
         if arm == "source_only":  # does the source classifier beat its own majority class?
             entry["source_validation_accuracy"] = {
                 s: r["eval_matrix"]["source/validation"]["accuracy"] for s, r in by_seed.items()}
@@ -268,6 +257,18 @@ def summarise(runs: dict) -> dict:
         entry["target_train"] = next(iter(by_seed.values()))["data"]["target"]["splits"]["train"]
         out[f"{target} / {tuning} / {arm}"] = entry
     return out
+
+
+def paired_verdict(rows: dict, reference: dict, metric: str) -> dict | None:
+    """The library's verdict rule (hf_transfer.baselines.judge: gain, noise band, verdict) for an
+    arm's target-test ``rows`` {seed: scores} against another arm's runs {seed: results}, on the
+    seeds both have; None when they share none."""
+    seeds = [s for s in sorted(rows) if s in reference]
+    if not seeds:
+        return None
+    return judge([rows[s][metric] for s in seeds],
+                 [reference[s]["eval_matrix"]["target/test"][metric] for s in seeds],
+                 rows[seeds[0]]["n"])
 
 
 def classes_predicted(results: dict) -> int:
