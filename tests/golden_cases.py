@@ -10,10 +10,13 @@ numbers. Record again (only after a change that is *meant* to change results) wi
 
 Float results depend on the CPU kind, even with one thread: the vector width and the vendor's
 kernels change the order of float sums, and a 10-step run at learning rate 1e-2 turns a 1e-7
-difference into another argmax. So each kind of CPU has its own fixture, in
-``tests/golden/<vendor>-<vector ISA>/`` (:func:`fixture_folder`); ``tests/golden/*.json`` is the
-fixture of the kind the project ran on first (not recorded by name; CI reproduced it), used
-where no folder of the machine's own kind exists. Recording writes the machine's own folder.
+difference into another argmax. Vendor and ISA are not always enough: an Intel AVX-512
+machine with AMX (family 6, model 167) differs from the first machines, also Intel AVX-512, in
+4 cases. So a fixture is kept per CPU model, ``tests/golden/<vendor>-<ISA>-<family>.<model>/``,
+or per kind, ``tests/golden/<vendor>-<ISA>/`` (:func:`fixture_folder` takes the first that
+exists); ``tests/golden/*.json`` is the fixture of the machines the project ran on first (not
+recorded by name; CI reproduced it), used where neither exists. Recording writes the folder
+compared with, or this CPU model's own folder where that would be the first machines'.
 """
 
 from __future__ import annotations
@@ -49,10 +52,27 @@ def cpu_kind() -> str:
     return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
 
 
+def cpu_model() -> str:
+    """``<family>.<model>`` of this CPU (from /proc/cpuinfo; ``unknown`` without it)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return f"{fields.get('cpu family', 'unknown')}.{fields.get('model', 'unknown')}"
+
+
 def fixture_folder(recording: bool = False) -> Path:
-    """The fixture this machine compares with (or records into)."""
-    own = GOLDEN / cpu_kind()
-    return own if recording or own.is_dir() else GOLDEN
+    """The fixture this machine compares with (or records into): its CPU model's folder, else
+    its kind's, else the first machines' (``tests/golden/*.json``)."""
+    own_model = GOLDEN / f"{cpu_kind()}-{cpu_model()}"
+    for folder in (own_model, GOLDEN / cpu_kind()):
+        if folder.is_dir():
+            return folder
+    return own_model if recording else GOLDEN
 
 
 def write_assets(folder: Path, tiny_data: dict) -> dict:
