@@ -90,3 +90,21 @@ def test_a_compiled_model_unwraps_to_the_plain_module_and_plain_weight_names():
     state = full_state_dict(accelerator, compiled)
     assert list(state) == list(model.state_dict())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_gathered_rows_come_back_once_each_in_row_order():
+    """What one process holds after a pass's single exchange: rows DDP repeated (the same
+    index twice) and padding (index -1) are dropped, and the rest is put in row order."""
+    import torch
+    from accelerate import Accelerator
+
+    from hf_transfer.training.loop import gather_rows
+
+    idx = torch.tensor([3, 0, 2, -1, 1, 3, 0])
+    logits = torch.arange(14.0).reshape(7, 2)
+    labels = idx.clamp(min=0) % 2
+    kept_logits, kept_labels, kept_idx = gather_rows(Accelerator(cpu=True), logits, labels, idx=idx)
+    assert kept_idx.tolist() == [0, 1, 2, 3]
+    # The first occurrence of each row is the one kept.
+    assert kept_logits.tolist() == [[2.0, 3.0], [8.0, 9.0], [4.0, 5.0], [0.0, 1.0]]
+    assert kept_labels.tolist() == [0, 1, 0, 1]

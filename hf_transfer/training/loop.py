@@ -2,7 +2,7 @@
 
 :meth:`Engine.train` runs one :class:`~.stage.Stage`: prepare model/optimizer/data, warm up
 and decay the learning rate, accumulate gradients with ``accelerator.accumulate``, clip,
-evaluate every epoch or N steps with ``gather_for_metrics``, checkpoint (:mod:`.checkpoints`),
+evaluate every epoch or N steps (outputs gathered once per pass), checkpoint (:mod:`.checkpoints`),
 keep the best checkpoint on the chosen metric, stop early when asked, and end with the best
 weights loaded. NaN/inf values and SIGTERM are watched by :mod:`.faults`.
 
@@ -124,8 +124,8 @@ def full_state_dict(accelerator: Accelerator, model) -> dict:
 def evaluation_loader(accelerator: Accelerator, loader) -> Iterator:
     """``loader`` prepared for this run's processes, for one pass of evaluation.
 
-    Prepared so that ``gather_for_metrics`` drops the samples DDP repeats to even out the last
-    batch (it learns the remainder from the prepared loader while it is iterated). Afterwards
+    Prepared: sharded across the processes (and, for ``gather_for_metrics``, which learns
+    from the prepared loader which samples DDP repeats to even out the last batch). Afterwards
     the Accelerator forgets it, so that no checkpoint includes it and the loaders a checkpoint
     holds stay those of training. Accelerate has no public way to prepare a loader without
     registering it, or to unregister one (``free_memory`` drops the model and optimizer too);
@@ -138,6 +138,24 @@ def evaluation_loader(accelerator: Accelerator, loader) -> Iterator:
         yield prepared
     finally:
         accelerator._dataloaders.remove(prepared)
+
+
+def gather_rows(accelerator: Accelerator, *columns: torch.Tensor, idx: torch.Tensor) -> tuple:
+    """``columns`` (one row per example) and ``idx`` from every process, each row once, in
+    row order: one exchange for a whole pass.
+
+    DDP repeats some rows to even out the last batch of each process (and the processes may
+    hold different numbers of rows): rows are padded to the longest process's count with
+    index -1, gathered, and kept once per row index."""
+    if accelerator.num_processes > 1:
+        idx = accelerator.gather(accelerator.pad_across_processes(idx, pad_index=-1))
+        columns = tuple(accelerator.gather(accelerator.pad_across_processes(column)) for column in columns)
+    order = torch.argsort(idx, stable=True)
+    ordered = idx[order]
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    keep = order[first & (ordered >= 0)]
+    return (*(column[keep] for column in columns), idx[keep])
 
 
 @dataclass
@@ -227,13 +245,13 @@ class Engine:
         return results
 
     def predict(self, model, split: datasets.Dataset, batch_size: int):
-        """Predicted ids, gold ids and row indices, each row exactly once across processes."""
-        # Kept on the device and read once at the end: no host sync per batch.
-        parts = [(logits.argmax(-1), labels, idx)
-                 for logits, labels, idx in self._gathered_logits(model, split, batch_size)]
-        if not parts:
+        """Predicted ids, gold ids and row indices (in row order), each row exactly once,
+        on every process."""
+        gathered = self._gathered(model, split, batch_size, _logits)
+        if gathered is None:
             return [], [], []
-        return tuple(torch.cat(column).tolist() for column in zip(*parts))
+        logits, labels, idx = gathered
+        return logits.argmax(-1).tolist(), labels.tolist(), idx.tolist()
 
     def predict_logits(self, model, split: datasets.Dataset, batch_size: int):
         """Logits (float32, on the CPU) and gold ids of every row of ``split``, in row order, on
@@ -245,27 +263,32 @@ class Engine:
                         read: Callable[[Any, dict], torch.Tensor]):
         """``read(model, batch)`` (one row per example: logits, features) and the gold ids of
         every row of ``split``, in row order, on every process, on the CPU."""
-        parts = list(self._gathered(model, split, batch_size, read))
-        outputs, labels, idx = (torch.cat(column).cpu() for column in zip(*parts))  # one copy
-        order = torch.argsort(idx)
-        return outputs[order], labels[order]
-
-    def _gathered_logits(self, model, split: datasets.Dataset, batch_size: int) -> Iterator:
-        return self._gathered(model, split, batch_size, _logits)
+        outputs, labels, _ = self._gathered(model, split, batch_size, read)
+        return outputs.cpu(), labels.cpu()
 
     @torch.no_grad()
-    def _gathered(self, model, split: datasets.Dataset, batch_size: int, read) -> Iterator:
-        """(``read(model, batch)``, gold ids, row indices) per batch, gathered from every process."""
+    def _gathered(self, model, split: datasets.Dataset, batch_size: int, read):
+        """(``read(model, batch)``, gold ids, row indices) of every row of ``split`` exactly
+        once, in row order, from every process; None for an empty split.
+
+        Each process keeps its batches' outputs on the device and the processes exchange them
+        once per pass (not once per batch): no host sync and no collective per batch."""
         # Longest rows first: similar lengths share a batch, so little padding is computed.
         batches = make_loader(split, self.tokenizer, batch_size, shuffle=False, group_by_length=True,
                               pad_to_multiple_of=self.pad_to_multiple_of)
+        parts = []
         with evaluation_loader(self.accelerator, batches) as loader:
             model.eval()
             for batch in loader:
                 idx = batch.pop("idx")
                 outputs = read(model, {k: v for k, v in batch.items() if k != "labels"})
-                # gather_for_metrics drops the samples DDP repeats to even out the last batch.
-                yield self.accelerator.gather_for_metrics((outputs, batch["labels"], idx))
+                parts.append((outputs, batch["labels"], idx))
+        # Every process has the same number of batches (Accelerate's even_batches), so either
+        # all of them reach the gather below or none does.
+        if not parts:
+            return None
+        outputs, labels, idx = (torch.cat(column) for column in zip(*parts))
+        return gather_rows(self.accelerator, outputs, labels, idx=idx)
 
     # --- training -----------------------------------------------------------------------
 
