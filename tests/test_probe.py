@@ -51,15 +51,20 @@ def test_the_output_layer_is_the_one_that_writes_the_logits(tmp_path, model_type
     assert torch.allclose(logits, bias.expand(1, 3), atol=1e-6)
 
 
-def test_linear_probe_fits_the_head_alone_and_saves_a_classifier_that_reloads(tiny_overrides, tmp_path):
+def test_linear_probe_fits_the_head_alone_and_saves_a_classifier_that_reloads(tiny_overrides, tmp_path, caplog):
+    import logging
+
     from hf_transfer import load_classifier
 
     # `training.max_steps` (a cap meant for the training stages) must not add updates to a fit.
     overrides = {**tiny_overrides, "strategy.name": "linear_probe", "tuning.method": "frozen",
                  "data.target.k_shot": 8, "training.max_steps": 5}
-    results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
+    with caplog.at_level(logging.INFO, logger="hf_transfer.training.loop"):
+        results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     (stage,) = results["stages"]
     assert stage["name"] == "probe" and stage["steps"] == 0 and stage["best_step"] == 0
+    # Its log line names the fit, not a learning rate that nothing uses.
+    assert "Stage 'probe': 24 examples, no gradient updates (the output layer is fitted)" in caplog.text
     assert not [row for row in stage["history"] if "loss" in row]
     assert stage["history"][0]["probe"]["train_rows"] == 24  # k 8 x 3 classes
     # The tiny data is learnable from the frozen random encoder's features: above chance.

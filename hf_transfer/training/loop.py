@@ -396,12 +396,16 @@ class Engine:
             run.store.last_saved_step = run.state.step
         state = run.state
         state.num_processes = acc.num_processes
-        logger.info(
-            "Stage %r: %d examples, %d updates (%d per epoch, batch %d x %d processes x %d "
-            "accumulation), lr %g", stage.name, len(stage.train), run.total_updates,
-            run.updates_per_epoch, cfg.batch_size, acc.num_processes,
-            cfg.gradient_accumulation_steps, stage.learning_rate,
-        )
+        if run.total_updates:
+            logger.info(
+                "Stage %r: %d examples, %d updates (%d per epoch, batch %d x %d processes x %d "
+                "accumulation), lr %g", stage.name, len(stage.train), run.total_updates,
+                run.updates_per_epoch, cfg.batch_size, acc.num_processes,
+                cfg.gradient_accumulation_steps, stage.learning_rate,
+            )
+        else:  # a fit-only stage (linear_probe): no learning rate applies
+            logger.info("Stage %r: %d examples, no gradient updates%s", stage.name, len(stage.train),
+                        " (the output layer is fitted)" if stage.fit_head else "")
         run.guard = FaultGuard(acc, cfg.on_nonfinite)
         run.params = [p for p in run.model.parameters() if p.requires_grad]
         run.progress = tqdm(total=run.total_updates, initial=state.step,
