@@ -18,6 +18,14 @@ clipping at 1.0):
 * ``trainer_grouped``: the Trainer with ``train_sampling_strategy="group_by_length"``.
 * ``accelerate_loop``: the loop of transformers' ``run_glue_no_trainer.py`` (random batches,
   dynamic padding).
+* ``bare_steps``: the floor for the engine's batches, not a usable loop: the same batches
+  (sampler, padding) built before the clock starts, then only forward, backward, clipping,
+  the optimizer and scheduler steps; no loader, logging, guard, evaluation or checkpoint.
+  What no loop can beat on these batches without computing less; ``engine ÷ bare`` is the
+  share of the engine's time that is the model's own.
+
+``--n`` (and ``--scaling``) beyond the training split's rows repeat them (64k rows: the
+26.5k training tweets 2.4 times over): for how cost grows with rows, not for accuracy.
 
 ``--model tiny``: a randomly initialised BERT with 2 layers, hidden size 64 (2 heads,
 intermediate 256) and the packaged MiniLM's tokenizer, written once into ``--out``: its
@@ -54,7 +62,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-LOOPS = ("hf_transfer", "trainer", "trainer_grouped", "accelerate_loop")
+LOOPS = ("hf_transfer", "trainer", "trainer_grouped", "accelerate_loop", "bare_steps")
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -93,7 +101,16 @@ def load_data(args):
     raw["validation"] = raw["validation"].select(range(min(64, len(raw["validation"]))))
     labels = LabelSpace.from_splits(raw)
     tokenizer = load_tokenizer(model_cfg)
-    return model_cfg, labels, tokenizer, tokenize(labels.encode(raw), tokenizer, args.max_length)
+    data = tokenize(labels.encode(raw), tokenizer, args.max_length)
+    args.distinct_train_rows = len(data["train"])
+    if len(data["train"]) < args.n:
+        # More rows than the corpus has (the tweets' training split has 26.5k): its rows
+        # repeated. A loop's cost depends on how many rows it trains, not on their novelty.
+        import datasets
+
+        copies = math.ceil(args.n / len(data["train"]))
+        data["train"] = datasets.concatenate_datasets([data["train"]] * copies).select(range(args.n))
+    return model_cfg, labels, tokenizer, data
 
 
 def run_one(args) -> dict:
@@ -117,7 +134,7 @@ def run_one(args) -> dict:
     args.counter = counter = TokenCounter(model)
     with tempfile.TemporaryDirectory() as tmp:
         loop = {"hf_transfer": _hf_transfer, "trainer": _trainer, "trainer_grouped": _trainer,
-                "accelerate_loop": _accelerate_loop}[args.loop]
+                "accelerate_loop": _accelerate_loop, "bare_steps": _bare_steps}[args.loop]
         train_seconds, eval_seconds, predictions = loop(args, model, tokenizer, data, labels, training, lr, tmp)
     metrics = classification_metrics(predictions, data["test"]["labels"], list(labels.names))
     rows, real, processed = counter.counts["train"]
@@ -132,7 +149,7 @@ def run_one(args) -> dict:
         "predict_padding_efficiency": eval_real / eval_processed if eval_processed else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"], "n_test": len(data["test"]),
-        "train_rows_seen": rows, "eval_rows_seen": eval_rows,
+        "train_rows_seen": rows, "eval_rows_seen": eval_rows, "distinct_train_rows": args.distinct_train_rows,
     }
     if torch.cuda.is_available():
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -240,6 +257,54 @@ def _accelerate_loop(args, model, tokenizer, data, labels, training, lr, tmp):
     return train_seconds, _sync_time() - started, predictions
 
 
+def _bare_steps(args, model, tokenizer, data, labels, training, lr, tmp):
+    """The engine's training batches, built before the clock starts; then only the step."""
+    import torch
+    from transformers import get_scheduler
+
+    from hf_transfer.data.tokenize import make_loader
+    from hf_transfer.training.loop import _adamw, _parameter_groups
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16")
+
+    loader = make_loader(data["train"], tokenizer, args.batch_size, shuffle=True, seed=args.seed,
+                         group_by_length=True)
+    batches = [{k: v.to(device) for k, v in batch.items() if k != "idx"} for batch in loader]
+    batches *= math.ceil(args.epochs)
+    optimizer = _adamw(_parameter_groups(model, training.weight_decay), lr)
+    steps = len(batches)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(training.warmup_ratio * steps),
+                              num_training_steps=steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    started = _sync_time()
+    model.train()
+    for batch in batches:
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, training.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    train_seconds = _sync_time() - started
+    test = data["test"].add_column("idx", list(range(len(data["test"])))) if "idx" not in data["test"].column_names \
+        else data["test"]
+    eval_batches = make_loader(test, tokenizer, args.eval_batch_size, shuffle=False, group_by_length=True)
+    eval_batches = [(batch.pop("idx"), {k: v.to(device) for k, v in batch.items() if k != "labels"})
+                    for batch in eval_batches]
+    args.counter.reset("eval")  # only the prediction pass counts
+    started = _sync_time()
+    model.eval()
+    by_row = {}
+    with torch.no_grad(), autocast:
+        for idx, batch in eval_batches:
+            by_row.update(zip(idx.tolist(), model(**batch).logits.argmax(-1).tolist()))
+    eval_seconds = _sync_time() - started
+    return train_seconds, eval_seconds, [by_row[i] for i in range(len(data["test"]))]
+
+
 def _dynamo(args) -> str:
     return getattr(args, "compile_backend", "inductor") if args.compile else "no"
 
@@ -334,11 +399,16 @@ def summarise(runs: list[dict]) -> dict:
             ratios = [r[metric] / base[r["repeat"]][metric.replace("loop_", "train_")] for r in mine
                       if r["repeat"] in base and r.get(metric)]
             entry[f"{metric}_vs_trainer"] = _stats(ratios) if ratios else None
+        for other in ("trainer_grouped", "bare_steps"):  # training speed against these, per repeat
+            theirs = {r["repeat"]: r for r in runs if (r["tuning"], r["n_train"], r["loop"]) == (tuning, n, other)}
+            ratios = [r["train_examples_per_s"] / theirs[r["repeat"]]["train_examples_per_s"] for r in mine
+                      if r["repeat"] in theirs]
+            entry[f"train_examples_per_s_vs_{other}"] = _stats(ratios) if ratios else None
         out[f"{tuning} n={n} {loop}"] = entry
     return out
 
 
-def markdown(summary: dict, args, environment: dict) -> str:
+def markdown(summary: dict, runs: list[dict], args, environment: dict) -> str:
     lines = ["# hf_transfer vs transformers.Trainer vs a plain Accelerate loop", "",
              f"{_model_name(args)} on built-in `tweets` (all domains), batch {args.batch_size}, "
              f"{args.epochs:g} epoch, max length {args.max_length}, same seed, same initial head, "
@@ -347,21 +417,27 @@ def markdown(summary: dict, args, environment: dict) -> str:
              "median of the per-repeat ratios to the default Trainer. Padding efficiency = real tokens ÷ "
              "tokens processed in training batches. `hf_transfer`'s train time includes its end-of-stage "
              "validation pass (64 rows) and checkpoint (weights and optimizer state); `loop only` leaves "
-             "them out (for the other loops it is the train call).", "",
-             "| tuning | n train | loop | train ex/s | × Trainer | ms/step | loop only: ex/s | × Trainer | "
-             "real tok/s | padding eff. | predict ex/s | × Trainer | peak RSS MiB | test acc | test macro-F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "them out (for the other loops it is the train call). `× grouped` and `of bare` are the "
+             "per-repeat ratios of train ex/s to the length-grouped Trainer and to `bare_steps` (the "
+             "engine's batches prebuilt, then only the step: the floor of any loop on them).", "",
+             "| tuning | n train | loop | train ex/s | × Trainer | × grouped | of bare | ms/step | loop only: ex/s | "
+             "× Trainer | real tok/s | padding eff. | predict ex/s | × Trainer | peak RSS MiB | test acc | test macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary.items():
         tuning, n, loop = name.split(" ")
         value = lambda k, digits=1: _fmt(e[k], digits) if e.get(k) else "—"  # noqa: E731
         lines.append(
             f"| {tuning} | {n[2:]} | {loop} | {value('train_examples_per_s')} | "
-            f"{value('train_examples_per_s_vs_trainer', 2)} | {value('ms_per_step', 2)} | "
+            f"{value('train_examples_per_s_vs_trainer', 2)} | {value('train_examples_per_s_vs_trainer_grouped', 2)} | "
+            f"{value('train_examples_per_s_vs_bare_steps', 2)} | {value('ms_per_step', 2)} | "
             f"{value('loop_examples_per_s')} | "
             f"{value('loop_examples_per_s_vs_trainer', 2)} | {value('train_real_tokens_per_s', 0)} | "
             f"{value('train_padding_efficiency', 3)} | {value('predict_examples_per_s')} | "
             f"{value('predict_examples_per_s_vs_trainer', 2)} | {value('peak_rss_mb', 0)} | "
             f"{value('test_accuracy', 3)} | {value('test_macro_f1', 3)} |")
+    repeated = sorted({(r["n_train"], r["distinct_train_rows"]) for r in runs
+                       if r.get("distinct_train_rows", r["n_train"]) < r["n_train"]})
+    lines += [f"\nn train {n}: the {distinct} distinct training rows repeated to {n}." for n, distinct in repeated]
     lines += ["", f"Machine: {environment['machine']}; torch {environment['torch']}, transformers "
               f"{environment['transformers']}, accelerate {environment['accelerate']}, peft {environment['peft']}; "
               f"torch threads {environment['threads']}.",
@@ -387,7 +463,7 @@ def main() -> None:
     parser.add_argument("--tunings", nargs="+", default=["lora", "full"])
     parser.add_argument("--n", type=int, default=4000, help="training rows")
     parser.add_argument("--scaling", type=int, nargs="*", default=[],
-                        help="also run LoRA with these training sizes (hf_transfer and both Trainers, 1 repeat)")
+                        help="also run LoRA with these training sizes (hf_transfer, both Trainers, bare_steps; 1 repeat)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmups", type=int, default=1, help="discarded runs of every loop first")
     parser.add_argument("--epochs", type=float, default=1)
@@ -429,13 +505,13 @@ def main() -> None:
     for n in args.scaling:
         if n != args.n:
             runs += [run_in_process(args, loop, "lora", n, 0, args.out)
-                     for loop in ("hf_transfer", "trainer", "trainer_grouped") if loop in args.loops]
+                     for loop in ("hf_transfer", "trainer", "trainer_grouped", "bare_steps") if loop in args.loops]
     summary = summarise(runs)
     environment = environment_info(args)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.with_suffix(".json").write_text(json.dumps(
         {"summary": summary, "runs": runs, "environment": environment}, indent=1))
-    text = markdown(summary, args, environment)
+    text = markdown(summary, runs, args, environment)
     args.report.with_suffix(".md").write_text(text)
     print(text)
 
