@@ -6,8 +6,11 @@ and per-process batch, through `accelerate launch` and the domain-adaptation rec
 
 Each run is the quick start's `source_only` on airline + other-domain tweets (`--n` training
 rows, one epoch, batch `--batch_size` per process, one torch thread per process, no saved
-model or report), evaluated once at the end. Before the repeats, one discarded warm-up run per
-process count; then `--repeats` rounds in rotated order. Reported: training examples/s from
+model or report), evaluated once at the end. A third arm starts two independent one-process
+runs at the same time: what the machine's cores give without DDP (two busy cores can each run
+slower than one alone), so the report can split the gap to perfect scaling into the machine's
+share and DDP's own. Before the repeats, one discarded warm-up run per process count; then
+`--repeats` rounds in rotated order. Reported: training examples/s from
 the run's own `train_seconds` (the stage's loop with its end-of-stage validation and
 checkpoint; not the start-up, data preparation or final evaluation), medians (min-max), the
 median of the per-round ratios two processes ÷ one (2.0 is perfect scaling on two cores), and
@@ -36,6 +39,11 @@ TINY = "tiny"
 
 
 def launch(args, processes: int, out: Path) -> dict:
+    return finish(start(args, processes, out))
+
+
+def start(args, processes: int, out: Path) -> tuple:
+    """The recipe started under `accelerate launch` with ``processes`` processes (not waited for)."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", str(processes),
                 "--multi_gpu" if processes > 1 else "--cpu"]
@@ -54,9 +62,16 @@ def launch(args, processes: int, out: Path) -> dict:
         command += [f"--{key}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"{processes} process(es) failed:\n{done.stderr[-4000:]}")
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return child, processes, out, started
+
+
+def finish(started_run: tuple) -> dict:
+    """Wait for a run from :func:`start`; its training throughput and scores."""
+    child, processes, out, started = started_run
+    _, stderr = child.communicate()
+    if child.returncode != 0:
+        raise SystemExit(f"{processes} process(es) failed:\n{stderr[-4000:]}")
     results = json.loads((out / "results.json").read_text())
     stage = results["stages"][0]
     return {"processes": processes, "rows": results["data"]["source"]["splits"]["train"],
@@ -64,6 +79,19 @@ def launch(args, processes: int, out: Path) -> dict:
             "wall_seconds": round(time.perf_counter() - started, 1),
             "target_test_accuracy": results["eval_matrix"]["target/test"]["accuracy"],
             "source_test_accuracy": results["eval_matrix"]["source/test"]["accuracy"]}
+
+
+INDEPENDENT = "independent"  # two one-process runs at the same time: what 2 cores give without DDP
+
+
+def run_arm(args, arm, out: Path) -> dict:
+    """One run of ``arm`` (1 or 2 processes, or two independent one-process runs at once)."""
+    if arm != INDEPENDENT:
+        run = launch(args, arm, out)
+        return {**run, "examples_per_s": run["rows"] / run["train_seconds"]}
+    first, second = (finish(started) for started in [start(args, 1, out / name) for name in ("a", "b")])
+    return {**first, "processes": INDEPENDENT, "examples_per_s": sum(r["rows"] / r["train_seconds"] for r in (first, second)),
+            "each": [first, second]}
 
 
 def main() -> None:
@@ -86,21 +114,22 @@ def main() -> None:
     for processes in (1, 2):  # warm-up: file caches, the prepared-data cache; discarded
         print(f"warm-up, {processes} process(es) ...", flush=True)
         launch(args, processes, args.out / f"warmup_p{processes}")
+    arms = [1, 2, INDEPENDENT]
     for repeat in range(args.repeats):
-        for processes in ((1, 2) if repeat % 2 == 0 else (2, 1)):
-            run = launch(args, processes, args.out / f"p{processes}_r{repeat}")
+        for arm in arms[repeat % 3:] + arms[:repeat % 3]:  # rotated
+            run = run_arm(args, arm, args.out / f"p{arm}_r{repeat}")
             run["repeat"] = repeat
             runs.append(run)
-            print(f"repeat {repeat}, {processes} process(es): {run['rows'] / run['train_seconds']:.1f} ex/s",
-                  flush=True)
-    by = {p: [r for r in runs if r["processes"] == p] for p in (1, 2)}
-    rate = {p: [r["rows"] / r["train_seconds"] for r in rs] for p, rs in by.items()}
-    ratios = [two["rows"] / two["train_seconds"] / (one["rows"] / one["train_seconds"])
-              for one, two in zip(by[1], by[2])]
+            print(f"repeat {repeat}, {arm} process(es): {run['examples_per_s']:.1f} ex/s", flush=True)
+    by = {arm: [r for r in runs if r["processes"] == arm] for arm in arms}
+    rate = {arm: [r["examples_per_s"] for r in rs] for arm, rs in by.items()}
+    ratios = {arm: [r["examples_per_s"] / one["examples_per_s"] for one, r in zip(by[1], by[arm])] for arm in arms}
+    ddp_share = [two["examples_per_s"] / both["examples_per_s"] for two, both in zip(by[2], by[INDEPENDENT])]
 
     def fmt(values, digits=1):
         return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
+    label = {1: "1", 2: "2 (DDP)", INDEPENDENT: "2 independent one-process runs at once (the machine's ceiling)"}
     lines = [
         "# Strong scaling on the CPU: one process vs two DDP processes", "",
         f"`python recipes/benchmarks/ddp_scaling.py --model {args.model} --tuning {args.tuning} --n {args.n} "
@@ -108,20 +137,25 @@ def main() -> None:
         f"training tweets, one epoch, batch {args.batch_size} per process, one torch thread per process, "
         "gloo; one discarded warm-up per process count, then rounds in rotated order. Examples/s from "
         "the run's own `train_seconds` (the stage's loop with its end-of-stage validation and "
-        "checkpoint). Medians (min–max).", "",
+        "checkpoint); for the two independent runs, the sum of theirs. Medians (min–max) of the values "
+        "and of the per-round ratios.", "",
         "| processes | optimizer steps | train ex/s | × one process | target test acc | source test acc |",
         "|---|---|---|---|---|---|",
     ]
-    for p in (1, 2):
-        lines.append(f"| {p} | {by[p][0]['optimizer_steps']} | {fmt(rate[p])} | "
-                     f"{'1.00' if p == 1 else fmt(ratios, 2)} | "
-                     f"{fmt([r['target_test_accuracy'] for r in by[p]], 3)} | "
-                     f"{fmt([r['source_test_accuracy'] for r in by[p]], 3)} |")
-    lines += ["", f"Machine: {os.cpu_count()} CPU cores; whatever else ran on them ran in every round."]
+    for arm in arms:
+        lines.append(f"| {label[arm]} | {by[arm][0]['optimizer_steps']} | {fmt(rate[arm])} | "
+                     f"{'1.00' if arm == 1 else fmt(ratios[arm], 2)} | "
+                     f"{fmt([r['target_test_accuracy'] for r in by[arm]], 3)} | "
+                     f"{fmt([r['source_test_accuracy'] for r in by[arm]], 3)} |")
+    lines += ["", f"Two DDP processes reach {fmt(ddp_share, 2)} of the two independent runs' examples/s: what "
+              "DDP itself costs (gradient all-reduce, waiting for the slower process, work each process "
+              "repeats); the rest of the gap to 2.0 is the machine's (two busy cores run slower than one).",
+              "", f"Machine: {os.cpu_count()} CPU cores; whatever else ran on them ran in every round."]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.report.with_suffix(".json").write_text(json.dumps(
-        {"runs": runs, "ratio_two_over_one": ratios, "args": {k: str(v) for k, v in vars(args).items()}}, indent=1))
+        {"runs": runs, "ratio_over_one": {str(arm): values for arm, values in ratios.items()},
+         "ddp_over_independent": ddp_share, "args": {k: str(v) for k, v in vars(args).items()}}, indent=1))
     print("\n".join(lines))
 
 
