@@ -8,8 +8,8 @@ class (the most confident first), and continues training on the source plus thos
 pseudo-labelled texts (stage ``round_<r>``). Balancing per class keeps a classifier that
 favours one class from teaching itself to predict nothing else.
 
-Every process computes the same pseudo-labels: the predictions are gathered
-(``gather_for_metrics``) and put back in row order before they are selected. A resumed run
+Every process computes the same pseudo-labels: the predictions are gathered from every
+process, each row once, in row order, before they are selected. A resumed run
 computes them again from the same weights (the previous stage's restored checkpoint), so a
 round resumed midway reads the same examples.
 """

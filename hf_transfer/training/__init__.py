@@ -2,8 +2,8 @@
 
 A recipe runs one or more *stages* (e.g. train on the source, then continue on the target).
 Each stage: prepare model/optimizer/data, warm up and decay the learning rate, accumulate
-gradients with ``accelerator.accumulate``, clip, evaluate every epoch or N steps with
-``gather_for_metrics``, checkpoint with ``save_state`` (atomically: write to a temporary
+gradients with ``accelerator.accumulate``, clip, evaluate every epoch or N steps (outputs
+gathered from the processes once per pass), checkpoint with ``save_state`` (atomically: write to a temporary
 folder, then rename), keep the best checkpoint on the chosen metric, stop early when asked,
 and end with the best weights loaded. A finished stage leaves ``result.json`` in its
 checkpoint folder, so a resumed run skips it and restores its best weights. A stage may also
