@@ -12,7 +12,7 @@ Float results depend on the CPU kind, even with one thread: the vector width and
 kernels change the order of float sums, and a 10-step run at learning rate 1e-2 turns a 1e-7
 difference into another argmax. Vendor and ISA are not always enough: an Intel AVX-512
 machine with AMX (family 6, model 167) differs from the first machines, also Intel AVX-512, in
-4 cases. So a fixture is kept per CPU model, ``tests/golden/<vendor>-<ISA>-<family>.<model>/``,
+3 one-process and 2 two-process cases. So a fixture is kept per CPU model, ``tests/golden/<vendor>-<ISA>-<family>.<model>/``,
 or per kind, ``tests/golden/<vendor>-<ISA>/`` (:func:`fixture_folder` takes the first that
 exists); ``tests/golden/*.json`` is the fixture of the machines the project ran on first (not
 recorded by name; CI reproduced it), used where neither exists. Recording writes the folder
