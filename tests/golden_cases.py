@@ -38,22 +38,8 @@ COMPARED_SECTIONS = ("eval_matrix", "no_adaptation", "forgetting", "adaptation",
 TOLERANCE = 1e-6
 
 
-def cpu_kind() -> str:
-    """What decides float results on a CPU: the vendor and the vector ISA torch dispatches to."""
-    import torch
-
-    vendor = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            vendor = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("vendor_id")),
-                          vendor)
-    except OSError:
-        pass
-    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
-
-
-def cpu_model() -> str:
-    """``<family>.<model>`` of this CPU (from /proc/cpuinfo; ``unknown`` without it)."""
+def _cpuinfo() -> dict:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -62,6 +48,19 @@ def cpu_model() -> str:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def cpu_kind() -> str:
+    """What decides float results on a CPU: the vendor and the vector ISA torch dispatches to."""
+    import torch
+
+    return f"{_cpuinfo().get('vendor_id', platform.machine())}-{torch.backends.cpu.get_cpu_capability()}"
+
+
+def cpu_model() -> str:
+    """``<family>.<model>`` of this CPU (``unknown`` where /proc/cpuinfo does not say)."""
+    fields = _cpuinfo()
     return f"{fields.get('cpu family', 'unknown')}.{fields.get('model', 'unknown')}"
 
 

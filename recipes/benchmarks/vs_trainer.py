@@ -289,9 +289,8 @@ def _bare_steps(args, model, tokenizer, data, labels, training, lr, tmp):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     train_seconds = _sync_time() - started
-    test = data["test"].add_column("idx", list(range(len(data["test"])))) if "idx" not in data["test"].column_names \
-        else data["test"]
-    eval_batches = make_loader(test, tokenizer, args.eval_batch_size, shuffle=False, group_by_length=True)
+    # `tokenize` gives every split its row indices (`idx`), as the engine's evaluation uses them.
+    eval_batches = make_loader(data["test"], tokenizer, args.eval_batch_size, shuffle=False, group_by_length=True)
     eval_batches = [(batch.pop("idx"), {k: v.to(device) for k, v in batch.items() if k != "labels"})
                     for batch in eval_batches]
     args.counter.reset("eval")  # only the prediction pass counts
