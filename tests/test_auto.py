@@ -27,13 +27,19 @@ def test_wrong_candidates_are_refused_before_any_model(tiny_overrides, tmp_path,
 
 
 def test_the_best_candidate_on_target_validation_is_kept_and_saved(tiny_overrides, tmp_path):
-    overrides = _overrides(tiny_overrides, tmp_path,
-                           **{"strategy.candidates": ["source_only", "dann", "multi_task", "target_only"]})
+    overrides = _overrides(tiny_overrides, tmp_path, **{"strategy.candidates": [
+        "source_only", "dann", "dapt", ["tapt", "sequential"], "multi_task", "target_only"]})
     results = DomainAdaptationRecipe(load_config(overrides=overrides)).run()
     auto = results["auto"]
-    # `dann` reads unlabelled target text: next to k_shot (which samples by label) it cannot run.
-    assert list(auto["skipped"]) == ["dann"] and "k_shot" in auto["skipped"]["dann"]
-    assert sorted(auto["scores"]) == ["multi_task", "source_only", "target_only"]
+    # `dapt` needs a corpus (`data.unlabeled`) this run does not have: skipped, with the reason.
+    # `dann` reads the target rows k_shot left out as its unlabelled text; a composition is a candidate.
+    assert list(auto["skipped"]) == ["dapt"] and "data.unlabeled" in auto["skipped"]["dapt"]
+    assert sorted(auto["scores"]) == ["dann", "multi_task", "source_only", "tapt+sequential", "target_only"]
+    # Few-shot selection: a validation split of k_shot (4) per class, counted with the training rows.
+    assert results["eval_matrix"]["target/validation"]["n"] == 12
+    assert results["labelled_target_examples"] == {
+        "train": 12, "selection": 12, "total": 24, "unlabelled_target_texts": 0,
+        "unlabelled_from": "unused: no strategy of this run reads it"}
     validation = {name: s["target/validation"] for name, s in auto["scores"].items()}
     assert auto["chosen"] == max(validation, key=validation.get)
     # The chosen candidate's classifier is this run's: evaluated again, the same scores.

@@ -58,9 +58,8 @@ def test_config_errors_before_any_model(tiny_overrides, tmp_path):
     with pytest.raises(ConfigError, match="`strategy.coral_weight` is -1"):
         DomainAdaptationRecipe(load_config(overrides=_coral_overrides(
             tiny_overrides, tmp_path, **{"strategy.coral_weight": -1})))
-    with pytest.raises(ConfigError, match="`data.target.k_shot` is set, but `coral`"):
-        DomainAdaptationRecipe(load_config(overrides=_coral_overrides(
-            tiny_overrides, tmp_path, **{"data.target.k_shot": 4})))
+    # k_shot no longer excludes it: the target rows k_shot leaves out are its unlabelled text.
+    DomainAdaptationRecipe(load_config(overrides=_coral_overrides(tiny_overrides, tmp_path, **{"data.target.k_shot": 4})))
 
 
 def test_target_labels_never_reach_training(tiny_overrides, tiny_data, tmp_path):
@@ -80,7 +79,7 @@ def test_target_labels_never_reach_training(tiny_overrides, tiny_data, tmp_path)
             tiny_overrides, tmp_path, **{"data.target": {"files": {k: str(v) for k, v in files.items()}},
                                          "output.dir": str(tmp_path / variant)})))
         results = recipe.run()
-        assert all("label" not in split.column_names for split in recipe.strategy.unlabeled.values())
+        assert all("label" not in split.column_names for split in recipe.context.data.target_text.values())
         outcomes[variant] = ([s["history"] for s in results["stages"]], recipe.model.state_dict())
     assert outcomes["corrupt"][0] == outcomes["true"][0]
     assert all(torch.equal(outcomes["true"][1][k], outcomes["corrupt"][1][k]) for k in outcomes["true"][1])

@@ -101,8 +101,6 @@ def test_discriminator_gradient_reaches_the_encoder_reversed(tiny_model):
 @pytest.mark.parametrize("overrides, message", [
     ({"strategy.name": "dapt"}, "`data.unlabeled` is not set"),
     ({"strategy.name": "tapt", "data.unlabeled.builtin": "tweets"}, "only `dapt` uses that corpus"),
-    ({"strategy.name": "tapt", "data.target.k_shot": 4}, "`data.target.k_shot` is set, but `tapt`"),
-    ({"strategy.name": "dann", "data.target.max_train_samples": 50}, "`data.target.max_train_samples` is set"),
     ({"strategy.name": "tapt", "tuning.method": "frozen"}, "`tuning.method` is 'frozen'"),
 ])
 def test_strategy_config_errors_name_the_field_and_come_before_any_model(tiny_overrides, monkeypatch,
@@ -181,7 +179,7 @@ def test_dapt_pretrains_on_the_corpus_text_never_on_target_evaluation_text(tiny_
     corpus.write_text("body\n" + "\n".join(f'"{t}"' for t in texts) + "\n")
     recipe, results = _run({**tiny_overrides, "strategy.name": "dapt", "training.num_epochs": 1,
                             "data.unlabeled": {"files": {"train": str(corpus)}, "text_column": "body"}})
-    trained_on = set(recipe.strategy.unlabeled["train"]["text"])
+    trained_on = set(recipe.context.data.corpus["text"])
     assert not trained_on & held_out
     assert results["masked_lm"]["texts"]["train"] == len(set(texts) - held_out) == len(trained_on)
     assert results["masked_lm"]["loss_after"] < results["masked_lm"]["loss_before"]
@@ -228,7 +226,7 @@ def test_target_labels_never_reach_training(tiny_overrides, tiny_data, tmp_path,
         recipe, results = _run({**tiny_overrides, "strategy.name": strategy, "tuning.method": "full",
                                 "training.num_epochs": 1, "data.target": {"files": files},
                                 "output.dir": str(tmp_path / variant)})
-        for name, split in recipe.strategy.unlabeled.items():
+        for name, split in recipe.context.data.target_text.items():
             assert "label" not in split.column_names and "labels" not in split.column_names, name
         outcomes[variant] = (_stage_trace(results), recipe.model.state_dict())
     assert outcomes["corrupt"][0] == outcomes["true"][0]

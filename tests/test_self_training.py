@@ -56,7 +56,6 @@ def test_ties_keep_row_order():
     ({"strategy.pseudo_label_threshold": 1.0}, "`strategy.pseudo_label_threshold` is 1.0"),
     ({"strategy.pseudo_labels_per_class": 0}, "`strategy.pseudo_labels_per_class` is 0"),
     ({"strategy.round_epochs": 0}, "`strategy.round_epochs` is 0"),
-    ({"data.target.k_shot": 4}, "`data.target.k_shot` is set, but `self_training`"),
 ])
 def test_config_errors_before_any_model(tiny_overrides, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -79,11 +79,11 @@ class SourceTwice(Strategy):
     summary = "the source stage, then a second, gentler pass over the source"
     options_class = TwiceOptions
 
-    def stages(self, data):
-        first = self.recipe.source_stage(data)
+    def plan(self, ctx, stages):
+        first = stages[0]  # the scenario's source stage
         second = dataclasses.replace(first, name="source_again", learning_rate=first.learning_rate / 10,
                                      num_epochs=self.options.second_epochs)
-        return [first, second]
+        return [first, second, *stages[1:]]
 
     def results(self):
         return {"source_twice": {"second_epochs": self.options.second_epochs}}

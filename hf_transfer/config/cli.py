@@ -86,8 +86,7 @@ def format_help(description: str = "", default_config: Optional[Union[str, Path]
         lines.append(f"      {f.metadata.get('help', '')}")
     registry = strategy_registry()
     for strategy in strategies if strategies is not None else registry.names():
-        options = defaults.strategy.options if defaults.strategy.name == strategy \
-            else registry.options_for(strategy)
+        options = defaults.strategy.options.get(strategy) or registry.options_for(strategy)
         own = dataclasses.fields(options)
         lines += ["", f"Strategy `{strategy}`: {registry.get(strategy).summary}."
                   + ("" if own else " No settings of its own.")]

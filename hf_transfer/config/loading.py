@@ -50,6 +50,10 @@ def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = N
             problems.append(_unknown_key_problem(where, key, list(fields)))
         elif dataclasses.is_dataclass(hints[key]):
             changes[key] = from_dict(hints[key], value, where, problems, getattr(base, key))
+        elif cls is StrategyConfig and key == "name":
+            coerced = _strategy_names(value, where, problems)
+            if coerced is not _INVALID:
+                changes[key] = coerced
         else:
             coerced = _coerce(value, hints[key], where, problems)
             if coerced is not _INVALID:
@@ -65,15 +69,31 @@ def from_dict(cls: type, data: Any, path: str = "", problems: Optional[list] = N
 _INVALID = object()
 
 
+def _strategy_names(value: Any, where: str, problems: list) -> Any:
+    """`strategy.name`: one name, or a list of names to compose (`[tapt, sequential]`, also as
+    text on the command line); a list of one is that name."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        value = parse_inline(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        names = [v.strip() for v in value]
+        return names[0] if len(names) == 1 else names
+    problems.append(f"`{where}` must be a strategy name or a list of them (e.g. `[tapt, sequential]`), "
+                    f"got {reprlib.repr(value)}.")
+    return _INVALID
+
+
 def _with_strategy_options(strategy: "StrategyConfig", data: dict, path: str,
                            problems: list) -> "StrategyConfig":
-    """``strategy`` with its named strategy's options read from ``data`` (the keys under
-    `strategy` that are not its common fields). A setting of another strategy is a problem."""
+    """``strategy`` with the options of each strategy it names read from ``data`` (the keys
+    under `strategy` that are not its common fields). A setting of a strategy it does not name
+    is a problem."""
     registry = strategy_registry()
-    options_class = type(registry.options_for(strategy.name))
-    own = {f.name for f in dataclasses.fields(options_class)}
     where = path or "strategy"
-    for key in [k for k in data if k not in own]:
+    classes = {name: type(registry.options_for(name)) for name in strategy.chain}
+    owned = {f.name for cls in classes.values() for f in dataclasses.fields(cls)}
+    for key in [k for k in data if k not in owned]:
         owners = registry.strategies_with_option(key)
         if owners:
             problems.append(
@@ -82,8 +102,12 @@ def _with_strategy_options(strategy: "StrategyConfig", data: dict, path: str,
         else:
             known = [f.name for f in dataclasses.fields(StrategyConfig) if f.name != "options"]
             problems.append(_unknown_key_problem(f"{where}.{key}", key, known + registry.option_names()))
-    base = strategy.options if isinstance(strategy.options, options_class) else options_class()
-    options = from_dict(options_class, {k: v for k, v in data.items() if k in own}, where, problems, base)
+    earlier = strategy.options if isinstance(strategy.options, dict) else {}
+    options = {}
+    for name, cls in classes.items():
+        base = earlier.get(name) if isinstance(earlier.get(name), cls) else cls()
+        own = {f.name for f in dataclasses.fields(cls)}
+        options[name] = from_dict(cls, {k: v for k, v in data.items() if k in own}, where, problems, base)
     return dataclasses.replace(strategy, options=options)
 
 

@@ -132,6 +132,12 @@ class DatasetConfig:
         None, "Keep only k training examples per class (seeded) — per class and group when "
         "`group_column` is set. Null keeps all."
     )
+    validation_k_shot: Optional[int] = setting(
+        None, "With `k_shot` and a validation split carved from train: labelled validation "
+        "examples kept per class (at most what a class has). Null: `k_shot`, so few-shot "
+        "selection reads no more labels than training does (Perez et al. 2021). A validation "
+        "split of the data's own is kept whole."
+    )
     max_train_samples: Optional[int] = setting(
         None, "Cap on training examples (seeded, stratified sample). Null keeps all."
     )
@@ -180,7 +186,10 @@ class DatasetConfig:
             out.append(
                 f"`{path}.validation_size` + `{path}.test_size` must leave data for training."
             )
-        for name in ("k_shot", "max_train_samples", "max_eval_samples"):
+        if self.validation_k_shot is not None and self.k_shot is None:
+            out.append(f"`{path}.validation_k_shot` is set but `{path}.k_shot` is not: it sizes the "
+                       "carved validation split of a few-shot dataset. Set `k_shot`, or remove it.")
+        for name in ("k_shot", "validation_k_shot", "max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 out.append(f"`{path}.{name}` is {value}: use a positive number or null.")
@@ -204,14 +213,29 @@ class DataConfig:
         "read. Texts also in the target's validation or test split are dropped. Unset otherwise.",
     )
 
+    target_unlabeled: DatasetConfig = setting(
+        DatasetConfig(), "Unlabelled text of the target domain (the same fields as "
+        "`data.unlabeled`), read by every strategy that learns from the target's text (`tapt`, "
+        "`dann`, `coral`, `self_training`, `strategy.label_shift`). Unset: the target training "
+        "rows `k_shot`/`max_train_samples` left out, labels dropped; without those, the target's "
+        "training split, labels dropped. Texts also in the target's validation or test split "
+        "are dropped.",
+    )
+
     def problems(self, path: str) -> list[str]:
         out = self.source.problems(f"{path}.source") + self.target.problems(f"{path}.target")
-        if self.unlabeled.is_set():
-            out += self.unlabeled.problems(f"{path}.unlabeled")
-            for name in ("k_shot", "group_column", "split_key"):
-                if getattr(self.unlabeled, name) is not None:
-                    out.append(f"`{path}.unlabeled.{name}` is set, but the unlabelled corpus has no "
-                               "labels or groups: remove it.")
+        for role in ("unlabeled", "target_unlabeled"):
+            corpus = getattr(self, role)
+            if not corpus.is_set():
+                continue
+            out += corpus.problems(f"{path}.{role}")
+            label_fields = [name for name in ("k_shot", "validation_k_shot", "group_column", "split_key")
+                            if getattr(corpus, name) is not None]
+            if corpus.label_column != DatasetConfig.label_column:
+                label_fields.append("label_column")
+            for name in label_fields:
+                out.append(f"`{path}.{role}.{name}` is set, but unlabelled text has no labels or "
+                           "groups (they are never read): remove it.")
         return out
 
 
@@ -349,7 +373,12 @@ LABEL_SHIFTS = ("none", "mean", "em")
 
 @dataclass
 class StrategyConfig:
-    name: str = setting("source_only", "Transfer strategy; the recipe lists the ones it knows.")
+    name: Any = setting(
+        "source_only", "Transfer strategy; the recipe lists the ones it knows. A list composes "
+        "strategies, run in order on one model, each with its own settings: `[tapt, sequential]` "
+        "(masked-LM on the target's text, then source, then the labelled target examples), "
+        "`[dann, sequential]`, `[coral, multi_task]`, `[sequential, self_training]`. On the command "
+        "line: `--strategy.name [tapt,sequential]`.")
     select_on: str = setting(
         "source", "Which validation split picks the best checkpoint of the source stage: "
         "`source`, or `target` (uses labelled target data; source-language selection is known "
@@ -385,9 +414,9 @@ class StrategyConfig:
         "(its labels must be the source classifier's). False: `data.source` is not loaded when "
         "`source_model` is given (no source rows, no forgetting report)."
     )
-    # The named strategy's own settings: an instance of the options class it registered with
-    # (hf_transfer.strategies). In YAML and on the command line they sit directly under
-    # `strategy` (`--strategy.dann_weight 0.5`) and are read once `name` is known.
+    # The named strategies' own settings: {strategy: an instance of the options class it
+    # registered with} (hf_transfer.strategies). In YAML and on the command line they sit
+    # directly under `strategy` (`--strategy.dann_weight 0.5`) and are read once `name` is known.
     options: Any = field(default=None, metadata={"strategy_options": True})
     # --- "when to transfer": baselines run in the same invocation ---
     baselines: list = setting(
@@ -404,13 +433,35 @@ class StrategyConfig:
     )
 
     def __post_init__(self):
-        if self.options is None:
-            self.options = strategy_registry().options_for(self.name)
+        # Each named strategy's options: those given (one options object for one strategy is
+        # that strategy's), else its defaults; a strategy no longer named keeps none.
+        given = self.options if isinstance(self.options, dict) else \
+            ({self.chain[0]: self.options} if self.options is not None and len(self.chain) == 1 else {})
+        registry = strategy_registry()
+        self.options = {name: given.get(name) if isinstance(given.get(name), type(registry.options_for(name)))
+                        else registry.options_for(name) for name in self.chain}
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The strategies this run composes, in order (one for a plain name)."""
+        names = self.name if isinstance(self.name, (list, tuple)) else [self.name]
+        return tuple(str(n) for n in names)
+
+    @property
+    def label(self) -> str:
+        """``tapt+sequential`` for a composition: folder names and summaries."""
+        return "+".join(self.chain)
 
     def problems(self, path: str) -> list[str]:
         out = _choice_problems(path, self, {"select_on": ("source", "target"), "label_shift": LABEL_SHIFTS})
         # Whether `name` is a strategy of the scenario is the recipe's check (it knows which).
-        out += self.options.problems(path)
+        if not self.chain:
+            out.append(f"`{path}.name` is an empty list: name a strategy, or a list of them to compose.")
+        seen = set()
+        for options in self.options.values():
+            if id(options) not in seen:
+                seen.add(id(options))
+                out += options.problems(path)
         if self.target_num_epochs <= 0:
             out.append(f"`{path}.target_num_epochs` must be positive.")
         if self.target_min_steps < 0:
@@ -512,7 +563,8 @@ class RunConfig:
         """Plain data for results.json, trackers and saved configs: secrets redacted. The
         strategy's own settings sit directly under `strategy`, as in the YAML files."""
         data = dataclasses.asdict(self)
-        data["strategy"].update(data["strategy"].pop("options") or {})
+        for options in (data["strategy"].pop("options") or {}).values():
+            data["strategy"].update(options)
         return redact_secrets(data)
 
 

@@ -11,7 +11,11 @@ before a model loads. Steps, in order:
    and ``"pos"`` are two labels (a warning names such pairs). Texts are kept exactly as they
    are (numbers become their text); repeated texts are kept and counted in the log;
 5. carve ``validation``/``test`` from train when the data has no such split (seeded, stratified);
-6. cap sizes (``max_train_samples``, ``max_eval_samples``) and take ``k_shot`` per class.
+6. cap sizes (``max_train_samples``, ``max_eval_samples``) and take ``k_shot`` per class. With
+   ``k_shot`` and a carved validation split, that split keeps ``validation_k_shot`` (default
+   ``k_shot``) examples per class too: few-shot selection reads no more labels than training
+   (Perez et al. 2021). Training and carved-validation rows left out are kept apart
+   (:func:`load_splits_with_rest`): the unlabelled target text of a semi-supervised run.
 """
 
 from __future__ import annotations
@@ -38,10 +42,23 @@ SPLITS = ("train", "validation", "test")
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
+# The rows of a dataset that sampling left out of train and a carved validation split.
+NOT_SAMPLED = "not_sampled"
+
+
 def load_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDict:
     """The dataset of ``role`` (``source`` or ``target``) as train/validation/test splits,
     prepared once and then read from the on-disk cache (:mod:`.cache`)."""
-    return cached(cfg, seed, role, lambda: _prepare_splits(cfg, seed, role))
+    return load_splits_with_rest(cfg, seed, role)[0]
+
+
+def load_splits_with_rest(cfg: DatasetConfig, seed: int,
+                          role: str) -> tuple[datasets.DatasetDict, Optional[datasets.Dataset]]:
+    """:func:`load_splits`, and the labelled rows that ``k_shot`` / ``max_train_samples`` left
+    out of train and of a carved validation split (None when nothing was left out)."""
+    prepared = cached(cfg, seed, role, lambda: _prepare_splits(cfg, seed, role))
+    rest = prepared[NOT_SAMPLED] if NOT_SAMPLED in prepared else None
+    return datasets.DatasetDict({name: prepared[name] for name in SPLITS}), rest
 
 
 def _prepare_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.DatasetDict:
@@ -50,15 +67,51 @@ def _prepare_splits(cfg: DatasetConfig, seed: int, role: str) -> datasets.Datase
     raw = _standardise_columns(raw, cfg, where)
     raw = datasets.DatasetDict({name: _clean(split, f"{where} [{name}]") for name, split in raw.items()})
     _report_label_case(raw, where)
-    splits = _make_splits(raw, cfg, seed, where)
-    splits["train"] = _limit(splits["train"], cfg.max_train_samples, seed)
-    if cfg.k_shot is not None:
-        splits["train"] = take_k_per_class(splits["train"], cfg.k_shot, seed, where)
+    splits, carved = _make_splits(raw, cfg, seed, where)
+    left_out = []
+    splits["train"], rest = _sample_train(splits["train"], cfg, seed, where)
+    left_out.append(rest)
+    if cfg.k_shot is not None and "validation" in carved:
+        splits["validation"], rest = _few_shot_validation(splits["validation"], cfg, seed, where)
+        left_out.append(rest)
     for name in ("validation", "test"):
         splits[name] = _limit(splits[name], cfg.max_eval_samples, seed)
     logger.info("%s: %s", where, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     _log_data_checks(data_checks(splits), where)  # on the rows the run uses
+    left_out = [r for r in left_out if len(r)]
+    if left_out:
+        splits[NOT_SAMPLED] = datasets.concatenate_datasets(left_out)
     return splits
+
+
+def _sample_train(train: datasets.Dataset, cfg: DatasetConfig, seed: int,
+                  where: str) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """``max_train_samples``, then ``k_shot`` per class: the sample, and the rows left out."""
+    kept = np.arange(len(train))
+    if cfg.max_train_samples is not None and len(train) > cfg.max_train_samples:
+        kept, _ = stratified_split(column_values(train, "label"), cfg.max_train_samples / len(train), seed)
+        kept = np.asarray(kept)
+    if cfg.k_shot is not None:
+        kept = kept[k_per_class_rows(train.select(kept), cfg.k_shot, seed, f"{where}.k_shot")]
+    return _select_and_rest(train, kept)
+
+
+def _few_shot_validation(validation: datasets.Dataset, cfg: DatasetConfig, seed: int,
+                         where: str) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """A carved validation split cut to ``validation_k_shot`` (default ``k_shot``) per class, at
+    most what a class has: selecting on hundreds of labels behind a 16-example training set
+    would overstate a few-shot result."""
+    k = cfg.validation_k_shot or cfg.k_shot
+    kept = k_per_class_rows(validation, k, seed, f"{where}.validation_k_shot", at_most=True)
+    logger.info("%s: few-shot selection: the carved validation split keeps %d per class (%d of %d rows); "
+                "`validation_k_shot` sets another number.", where, k, len(kept), len(validation))
+    return _select_and_rest(validation, np.asarray(kept, dtype=np.int64))
+
+
+def _select_and_rest(split: datasets.Dataset, kept) -> tuple[datasets.Dataset, datasets.Dataset]:
+    rest = np.ones(len(split), dtype=bool)
+    rest[np.asarray(kept, dtype=np.int64)] = False
+    return split.select(sorted(int(i) for i in kept)), split.select(np.flatnonzero(rest))
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -437,7 +490,7 @@ def _make_splits(raw: datasets.DatasetDict, cfg: DatasetConfig, seed: int, where
         splits = {role: split.remove_columns("split_key") for role, split in splits.items()}
     for role in SPLITS:
         _require_rows(splits[role], f"{where} [{role}]")
-    return datasets.DatasetDict({role: splits[role] for role in SPLITS})
+    return datasets.DatasetDict({role: splits[role] for role in SPLITS}), missing
 
 
 def stratified_assignment(labels: list, test_size: float, validation_size: float,
@@ -531,20 +584,25 @@ def _limit(split: datasets.Dataset, cap: Optional[int], seed: int) -> datasets.D
 def take_k_per_class(split: datasets.Dataset, k: int, seed: int, where: str) -> datasets.Dataset:
     """k examples of every class — of every class within each group (language, domain) when
     the data has a group column, so few-shot data covers each target group equally."""
+    return split.select(k_per_class_rows(split, k, seed, f"{where}.k_shot"))
+
+
+def k_per_class_rows(split: datasets.Dataset, k: int, seed: int, field: str, at_most: bool = False) -> list[int]:
+    """Sorted rows of k examples of every class (and group); a class with fewer is an error
+    naming ``field``, or, ``at_most``, keeps what it has."""
     labels = column_values(split, "label")
     groups = column_values(split, "group") if "group" in split.column_names else [None] * len(labels)
     by_key = _indices_by_label(list(zip(labels, groups)))
     too_small = {key: len(ix) for key, ix in by_key.items() if len(ix) < k}
-    if too_small:
+    if too_small and not at_most:
         sizes = ", ".join(f"{label!r}{f' in {group!r}' if group is not None else ''} has {n}"
                           for (label, group), n in sorted(too_small.items()))
         raise DataError(
-            f"`{where}.k_shot` is {k} but some classes have fewer training examples ({sizes}). "
-            f"Lower `k_shot` to at most {min(too_small.values())}."
+            f"`{field}` is {k} but some classes have fewer examples ({sizes}). "
+            f"Lower `{field.rsplit('.', 1)[-1]}` to at most {min(too_small.values())}."
         )
     rng = np.random.default_rng(seed)
-    chosen = sorted(i for ix in by_key.values() for i in rng.permutation(ix)[:k])
-    return split.select(chosen)
+    return sorted(int(i) for ix in by_key.values() for i in rng.permutation(ix)[:k])
 
 
 def _indices_by_label(labels: list) -> dict:

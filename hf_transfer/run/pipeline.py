@@ -2,19 +2,22 @@
 
     Recipe(config).run():
       check the output folder, start Accelerate (logging, seeds)
-      data:    load_data() -> strategy.load_data() -> tokenize() -> strategy.tokenize()
+      data:    load_data() (the data roles) -> strategy.check() -> tokenize() -> strategy.tokenize()
                (main process first; labels and architecture checked before any weights load)
-      stages:  strategy.stages(data), the resume plan
-      train:   strategy.train(): start_model(), then for each stage enter_stage(),
-               strategy.before_stage(), the engine
-      finish:  final evaluation, results.json, the saved model, the baseline comparison,
-               report, optional push
+      stages:  the scenario's base stages through each strategy's plan(); checks that need
+               the plan (label shift, sharding); the resume plan
+      train:   for each stage: the start model when none is held (start_model()), the
+               scenario's enter_stage(), each strategy's enter_stage(), the engine, each
+               strategy's leave_stage()
+      finish:  label-shift correction, final evaluation, results.json, the saved model, the
+               baseline comparison, report, optional push
 
 A scenario (:mod:`hf_transfer.scenarios`) subclasses :class:`Recipe` and keeps only what is
 scenario-specific: which labels the run uses (:meth:`Recipe.align_labels`,
 :meth:`Recipe.check_labels`), its evaluation sets, the model the strategy's stages start from
-(:meth:`Recipe.start_model`), and its own results. The strategy (:mod:`hf_transfer.strategies`)
-says how to transfer.
+(:meth:`Recipe.start_model`), and its own results. The strategies (:mod:`hf_transfer.strategies`,
+a chain of one or more) say how to transfer; they see the run only through a
+:class:`~hf_transfer.strategies.base.RunContext`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
 
@@ -39,7 +41,10 @@ from ..baselines import NEGATIVE, format_transfer
 from ..config import (DEFAULT_LEARNING_RATES, ModelConfig, RunConfig, choice_problem, format_problems,
                       parse_args)
 from ..data.labels import LabelSpace
-from ..data.loading import load_splits, split_sizes
+from ..data.columns import column_values
+from ..data.loading import load_splits, load_splits_with_rest, split_sizes
+from ..data.roles import RunData, resolve_target_text
+from ..data.unlabeled import load_unlabeled_text
 from ..data.tokenize import tokenize
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
 from ..hub import push_run_from_config, write_model_card
@@ -50,8 +55,9 @@ from ..modeling import (build_on_meta, check_max_length, describe_model, load_cl
 from ..report import write_report_safely
 from ..saving import save_classifier
 from ..strategies import registry
-from ..strategies.base import INDUCTIVE, Strategy
+from ..strategies.base import SOURCE_ONLY_ARM, TARGET_ONLY_ARM, RunContext, Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
+from ..strategies.chain import build_chain, chain_needs, chain_problems, plan_stages
 from ..training import (Engine, Stage, StageResult, checkpoint_bytes, full_state_dict, make_accelerator,
                         resume_plan, unwrap, weights_bytes)
 from ..tuning import apply_tuning, check_tuning
@@ -61,17 +67,7 @@ from .results import confusion_of, flat_config, format_summary, insert_after, on
 logger = logging.getLogger("hf_transfer")
 
 # Baselines (`strategy.baselines`): which arm a nested run of the comparison is.
-TARGET_ONLY, SOURCE_ONLY = "target_only", "source_only"
-
-
-@dataclass
-class RunData:
-    """Tokenized source and target splits and the label space they share."""
-
-    source: datasets.DatasetDict
-    target: datasets.DatasetDict
-    labels: LabelSpace
-    sizes: dict
+TARGET_ONLY, SOURCE_ONLY = TARGET_ONLY_ARM, SOURCE_ONLY_ARM
 
 
 class Recipe:
@@ -92,17 +88,26 @@ class Recipe:
         # One message with every problem: the generic settings, the scenario's rules and the
         # strategy's own.
         problems = config.problems()
-        if config.strategy.name not in self.strategy_names():
-            problems.append(choice_problem("strategy.name", config.strategy.name, self.strategy_names()))
-            self.strategy = None
+        names = config.strategy.chain
+        if len(names) == 1 and names[0] not in self.strategy_names():
+            problems.append(choice_problem("strategy.name", names[0], self.strategy_names()))
         else:
-            transfer = registry.get(config.strategy.name)(self)
-            problems += self.baseline_problems(transfer) + self.config_problems() + transfer.problems()
-            self.strategy = self.strategy_of_arm(transfer)
+            problems += chain_problems(names, self.strategy_names())
+        self.chain: list[Strategy] = []
+        if not any("strategy.name" in p for p in problems):
+            transfer = build_chain(config)
+            self.transfer_needs = chain_needs(transfer)
+            problems += self.baseline_problems() + self.config_problems()
+            problems += [p for strategy in transfer for p in strategy.problems()]
+            self.chain = self.chain_of_arm(transfer)
+            # What the run's strategies need, declared once each, read here once.
+            self.needs = chain_needs(self.chain)
         if problems:
             raise ConfigError(format_problems(problems))
         self.layout = RunLayout(config.output.dir)
         self.run_dir = self.layout.root
+        self.new_modules: list[str] = getattr(self, "new_modules", [])
+        self.labelled_target: dict = {}
         self.results: Optional[dict] = None
         self.model: Optional[torch.nn.Module] = None  # the final classifier (unwrapped)
         self.label_shift: Optional[dict] = None  # `strategy.label_shift`: what it estimated
@@ -120,22 +125,40 @@ class Recipe:
         """This scenario's own rules about the configuration (field named, fix given)."""
         return []
 
-    def strategy_of_arm(self, transfer: Strategy) -> Strategy:
-        """The strategy this run trains with: ``transfer``, or a baseline arm's stages."""
+    def chain_of_arm(self, transfer: list[Strategy]) -> list[Strategy]:
+        """The strategies this run trains with: ``transfer``, or a baseline arm's."""
         if self.arm == SOURCE_ONLY:
-            return SourceStageOnly(self)
+            return [SourceStageOnly(self.config)]
         if self.arm == TARGET_ONLY:
-            return TargetStageOnly(self, transfer)
+            return [TargetStageOnly(self.config, self.transfer_needs)]
         return transfer
 
     def load_data(self) -> RunData:
-        """The raw (untokenized) splits and the label space; sizes for results.json."""
+        """The raw (untokenized) data roles and the label space; sizes for results.json."""
         cfg = self.config
         source = load_splits(cfg.data.source, cfg.training.seed, "source")
-        target = load_splits(cfg.data.target, cfg.training.seed, "target")
+        target, not_sampled = load_splits_with_rest(cfg.data.target, cfg.training.seed, "target")
         source, target = self.align_labels(source, target)
         labels = self.check_labels(source, target)
-        return RunData(source, target, labels, split_sizes(source=source, target=target))
+        return self.with_text_roles(RunData(source, target, labels, split_sizes(source=source, target=target)),
+                                    not_sampled)
+
+    def with_text_roles(self, raw: RunData, not_sampled) -> RunData:
+        """``raw`` with the unlabelled roles its strategies read (:mod:`hf_transfer.data.roles`):
+        the target's text (also for `strategy.label_shift`), and the corpus `data.unlabeled`."""
+        cfg = self.config
+        if self.needs.target_text or cfg.strategy.label_shift != "none":
+            text, origin = resolve_target_text(cfg.data, raw.target, not_sampled, cfg.training.seed)
+            raw = dataclasses.replace(raw, target_text=text, target_text_origin=origin)
+            raw.sizes["target_text"] = {"splits": {k: len(v) for k, v in text.items()}, "origin": origin}
+        elif not_sampled is not None or cfg.data.target_unlabeled.is_set():
+            raw = dataclasses.replace(raw, target_text_origin="unused: no strategy of this run reads it")
+        if self.needs.corpus:
+            # Texts the target is evaluated on are never trained on, not even without labels.
+            evaluation = {t for split in ("validation", "test") for t in column_values(raw.target[split], "text")}
+            raw = dataclasses.replace(raw, corpus=load_unlabeled_text(cfg.data.unlabeled, cfg.training.seed,
+                                                                      exclude=evaluation))
+        return raw
 
     def align_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict):
         """Restrict source and target before the label check. Default: unchanged."""
@@ -161,7 +184,16 @@ class Recipe:
             return tokenize(raw.labels.encode(dd), tokenizer, self.config.model.max_length,
                             self.config.model.text_prefix)
 
-        return RunData(prepare(raw.source), prepare(raw.target), raw.labels, raw.sizes)
+        return self.with_tokenized_text(raw, RunData(prepare(raw.source), prepare(raw.target), raw.labels,
+                                                     raw.sizes), tokenizer)
+
+    def with_tokenized_text(self, raw: RunData, data: RunData, tokenizer) -> RunData:
+        """``data`` with ``raw``'s unlabelled roles tokenized (text only: no label column)."""
+        m = self.config.model
+        text = None if raw.target_text is None else tokenize(raw.target_text, tokenizer, m.max_length, m.text_prefix)
+        corpus = None if raw.corpus is None else tokenize(
+            datasets.DatasetDict({"train": raw.corpus}), tokenizer, m.max_length, m.text_prefix)["train"]
+        return dataclasses.replace(data, target_text=text, target_text_origin=raw.target_text_origin, corpus=corpus)
 
     def eval_sets(self, data: RunData) -> dict[str, datasets.Dataset]:
         """Every split that is not trained on, named ``role/split``."""
@@ -172,34 +204,43 @@ class Recipe:
         """Stages the scenario runs itself (in :meth:`start_model`) before the strategy's."""
         return []
 
-    def start_model(self, engine: Engine, data: RunData, plan: dict):
-        """The model the strategy's stages start from, and the results of any stage run to
-        get it. Default: the pretrained encoder with a fresh head, tuned."""
-        return self.build_classifier(data), []
+    def base_stages(self, data: RunData) -> list[Stage]:
+        """The plan the strategies add to. Default: the source stage."""
+        return [self.source_stage(data)]
+
+    def start_model(self, engine: Engine, data: RunData, plan: dict, start_from: Optional[str] = None):
+        """The model the strategies' stages start from, and the results of any stage run to
+        get it. Default: the pretrained encoder (or the encoder folder ``start_from``) with a
+        fresh head, tuned."""
+        model_config = None if start_from is None else \
+            dataclasses.replace(self.config.model, name_or_path=start_from, revision=None)
+        return self.build_classifier(data, model_config), []
 
     def enter_stage(self, engine: Engine, stage: Stage, model: torch.nn.Module) -> torch.nn.Module:
         """The model as stage ``stage`` trains it. Default: as it is."""
         return model
 
-    def label_shift_applies(self) -> bool:
-        """`strategy.label_shift` applies to a classifier trained on the source labels only; a
-        strategy that trains on labelled target data has the target's distribution already."""
-        return self.config.strategy.label_shift != "none" and self.strategy.family != INDUCTIVE
+    def label_shift_applies(self, stages: list[Stage]) -> bool:
+        """`strategy.label_shift` applies to a classifier whose last stage trained on the source
+        labels alone; one that last trained on labelled target data has the target's
+        distribution already."""
+        return (self.config.strategy.label_shift != "none" and bool(stages)
+                and tuple(stages[-1].label_roles) == ("source",))
 
-    def corrects_label_shift(self) -> bool:
+    def corrects_label_shift(self, stages: list[Stage]) -> bool:
         """Whether this run corrects its classifier (a baseline arm never does); says so when
         the setting is on but does not apply."""
-        if self.config.strategy.label_shift != "none" and not self.label_shift_applies() \
-                and not self.strategy.runs_candidates:
-            logger.info("`strategy.label_shift` %s is not applied: `%s` trains on labelled target data, "
-                        "which has the target's label distribution already.",
-                        self.config.strategy.label_shift, self.strategy.name)
-        return self.label_shift_applies() and self.arm is None
+        if self.config.strategy.label_shift != "none" and not self.label_shift_applies(stages) \
+                and not self.needs.runs_candidates:
+            logger.info("`strategy.label_shift` %s is not applied: `%s` trains on labelled target data in its "
+                        "last stage, which has the target's label distribution already.",
+                        self.config.strategy.label_shift, self.config.strategy.label)
+        return self.label_shift_applies(stages) and self.arm is None
 
-    def needs_unsharded(self) -> bool:
+    def needs_unsharded(self, stages: list[Stage]) -> bool:
         """Whether this run changes the model in memory between stages or after training (so
         FSDP/DeepSpeed, which shard parameters, cannot run it)."""
-        return self.strategy.needs_unsharded or self.label_shift_applies()
+        return self.needs.unsharded or self.label_shift_applies(stages)
 
     def extra_results(self, data: RunData, matrix: dict) -> dict:
         """Scenario-specific sections added to results.json."""
@@ -208,7 +249,8 @@ class Recipe:
     def save_model(self, model, tokenizer, data: RunData, state_dict: Optional[dict]) -> None:
         """Write the final classifier (main process). ``model`` is unwrapped."""
         cfg = self.config
-        model, state_dict = self.strategy.model_to_save(model, state_dict)
+        for strategy in self.chain:
+            model, state_dict = strategy.model_to_save(self.context, model, state_dict)
         save_classifier(model, tokenizer, self.layout.model, data.labels.names,
                         cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method,
                         state_dict=state_dict, text_prefix=cfg.model.text_prefix)
@@ -232,7 +274,7 @@ class Recipe:
         return Stage(name="target", train=data.target["train"], training=self.config.training,
                      learning_rate=cfg.target_learning_rate or self.learning_rate,
                      num_epochs=cfg.target_num_epochs, min_updates=cfg.target_min_steps,
-                     select_on="target/validation")
+                     select_on="target/validation", label_roles=("target",))
 
     def build_classifier(self, data: RunData, model_config: Optional[ModelConfig] = None):
         """The pretrained encoder (``model_config``, default `model`) with a fresh head for the
@@ -255,11 +297,14 @@ class Recipe:
         started = time.perf_counter()
         accelerator = self._start()
         self._prepare_output_dir(accelerator)
-        self._check_distributed(accelerator)
         with accelerator.main_process_first():
-            data, tokenizer = self._prepare_data()
+            data, tokenizer, meta_model = self._prepare_data()
         self._check_resume_data(accelerator, data)
-        stages = self.strategy.stages(data)
+        # Planned on the data, before any weights load: checks that need the plan come here.
+        stages = plan_stages(self.chain, self.context, self.base_stages(data))
+        self._check_distributed(accelerator, stages)
+        if self.label_shift_applies(stages):
+            self._check_label_shift(data, meta_model)
         if not self.nested:  # a baseline arm would repeat it
             self._warn_about_learning_rates(stages)
         plan = resume_plan(self.layout.checkpoints, self.scenario_stage_names() + [s.name for s in stages],
@@ -269,19 +314,55 @@ class Recipe:
             accelerator.init_trackers(self.scenario, config=flat_config(cfg.to_dict()))
         engine = Engine(accelerator, tokenizer, list(data.labels.names), self.layout.checkpoints,
                         cfg.training.pad_to_multiple_of)
-        eval_sets = self.eval_sets(data)
-        model, results_of_stages = self.strategy.train(engine, stages, plan, eval_sets, data)
-        if self.corrects_label_shift():
-            self.label_shift = correct_label_shift(engine, model, data, eval_sets, cfg.training.eval_batch_size,
-                                                   cfg.strategy.label_shift)
-        return self._finish(accelerator, engine, model, tokenizer, data, eval_sets,
+        self.context = dataclasses.replace(self.context, engine=engine, eval_sets=self.eval_sets(data))
+        if self.needs.runs_candidates:  # `auto`: the chosen candidate's classifier
+            model, results_of_stages = self.chain[0].choose(self.context)
+        else:
+            model, results_of_stages = self._train_stages(stages, plan)
+        if self.corrects_label_shift(stages):
+            self.label_shift = correct_label_shift(engine, model, data, self.context.eval_sets,
+                                                   cfg.training.eval_batch_size, cfg.strategy.label_shift)
+        self.labelled_target = self._labelled_target_examples(data, stages)
+        return self._finish(accelerator, engine, model, tokenizer, data, self.context.eval_sets,
                             results_of_stages, started, data_seconds)
+
+    def _train_stages(self, stages: list[Stage], plan: dict):
+        """Every stage of the plan on one model: the scenario's start model when none is held
+        (before the first stage, or after a stage that left none), the scenario's and each
+        strategy's ``enter_stage``, the engine, each strategy's ``leave_stage``."""
+        ctx, model, results = self.context, None, []
+        for stage in stages:
+            if model is None and not stage.builds_model:
+                model, before = self.start_model(ctx.engine, ctx.data, plan, stage.start_from)
+                results += before
+            if not stage.builds_model:
+                model = self.enter_stage(ctx.engine, stage, model)
+            for strategy in self.chain:
+                stage, model = strategy.enter_stage(ctx, stage, model)
+            model, result = ctx.engine.train(stage, model, ctx.eval_sets, resume=plan[stage.name])
+            results.append(result)
+            for strategy in self.chain:
+                model = strategy.leave_stage(ctx, stage, model, result)
+        return model, results
+
+    def _labelled_target_examples(self, data: RunData, stages: list[Stage]) -> dict:
+        """How many labelled target examples the run read, for training and for selection (a
+        few-shot result must count both: Perez et al. 2021). `auto` and `target_only` read the
+        target's training labels through a candidate; label shift reads none."""
+        reads_validation = self.needs.runs_candidates or any(s.select_on == "target/validation" for s in stages) \
+            or self.config.strategy.select_on == "target"
+        trains = self.needs.runs_candidates or any("target" in s.label_roles for s in stages)
+        train = len(data.target["train"]) if trains else 0
+        selection = len(data.target["validation"]) if reads_validation else 0
+        return {"train": train, "selection": selection, "total": train + selection,
+                "unlabelled_target_texts": len(data.target_text["train"]) if data.target_text is not None else 0,
+                "unlabelled_from": data.target_text_origin or None}
 
     def _warn_about_learning_rates(self, stages: list[Stage]) -> None:
         """Full fine-tuning at a rate made for LoRA or a new head (loss flat, one class predicted)."""
         training = self.config.training
         for stage in stages:
-            if self.strategy.tuning_for(stage).method != "full" or stage.learning_rate <= FULL_TUNING_MAX_USUAL_LR:
+            if self.config.tuning.method != "full" or stage.learning_rate <= FULL_TUNING_MAX_USUAL_LR:
                 continue
             source = (f"`{training.learning_rate_source('full')}`"
                       if stage.learning_rate == training.learning_rate_for("full")
@@ -296,6 +377,7 @@ class Recipe:
         """Data and tokenizer, every check that needs no weights done first."""
         cfg = self.config
         raw = self.load_data()
+        self.context = self._context(raw)
         if len(raw.labels) < 2:
             raise DataError(
                 f"This run's classifier would have one class only ({list(raw.labels.names)}): a "
@@ -303,16 +385,26 @@ class Recipe:
                 "that the labels are not all the same.")
         # Architecture only (meta device): a wrong LoRA target fails before weights load.
         meta_model = build_on_meta(self.architecture(), len(raw.labels))
-        self.strategy.load_data(raw, meta_model)
+        for strategy in self.chain:
+            strategy.check(self.context, meta_model)
         check_tuning(meta_model, cfg.tuning)
-        if self.label_shift_applies():
-            self._check_label_shift(raw, meta_model)
         self._check_free_space(meta_model)
         tokenizer = load_tokenizer(self.tokenizer_config())
         check_max_length(cfg.model, meta_model, tokenizer)
         data = self.tokenize(raw, tokenizer)
-        self.strategy.tokenize(tokenizer)
-        return data, tokenizer
+        self.context = dataclasses.replace(self.context, data=data)
+        for strategy in self.chain:
+            strategy.tokenize(self.context, tokenizer)
+        return data, tokenizer, meta_model
+
+    def _context(self, data: RunData) -> RunContext:
+        """What the strategies' hooks see of this run."""
+        return RunContext(config=self.config, layout=self.layout, data=data, needs=self.needs,
+                          source_stage=self.source_stage, target_stage=self.target_stage,
+                          build_classifier=lambda model_config=None: self.build_classifier(self.context.data,
+                                                                                           model_config),
+                          new_modules=lambda: list(self.new_modules),
+                          candidate=self.candidate, strategy_names=self.strategy_names())
 
     def _start(self) -> Accelerator:
         """The Accelerator of the run, logging set up, seeds fixed."""
@@ -330,11 +422,11 @@ class Recipe:
         set_seed(cfg.training.seed)
         return accelerator
 
-    def _check_distributed(self, accelerator) -> None:
+    def _check_distributed(self, accelerator, stages: list[Stage]) -> None:
         sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
-        if sharded and self.needs_unsharded():
+        if sharded and self.needs_unsharded(stages):
             raise ConfigError(
-                f"{self.scenario} / `{self.config.strategy.name}` is not supported under "
+                f"{self.scenario} / `{self.config.strategy.label}` is not supported under "
                 f"{accelerator.distributed_type.value}: the run changes or wraps the model in memory "
                 "between stages, which needs unsharded parameters. Use DDP "
                 "(`recipes/accelerate/ddp_gpu.yaml`) or one process"
@@ -410,35 +502,37 @@ class Recipe:
         nested.nested = True
         return nested.run()
 
-    def candidate(self, strategy: str, arm: Optional[str] = None) -> "Recipe":
-        """A nested run of this scenario (not started) with strategy ``strategy`` at its default
-        options (and its tuning method, where it works with one only), or a baseline ``arm`` of
-        it, in `output.dir/candidates/<arm or strategy>/`, for `auto`. Raises ConfigError when
-        the run's data or settings do not allow it."""
+    def candidate(self, strategy, arm: Optional[str] = None) -> "Recipe":
+        """A nested run of this scenario (not started) with strategy ``strategy`` (a name, or a
+        list of names to compose) at its default options (and its tuning method, where it works
+        with one only), or a baseline ``arm`` of it, in `output.dir/candidates/<arm or
+        strategy>/`, for `auto`. Raises ConfigError when the run's data or settings do not allow it."""
         cfg = self.config
+        names = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
+        needs = chain_needs([registry.get(n)(cfg) for n in names if n in registry.names()])
         data = cfg.data
-        if not registry.get(strategy).uses_unlabeled_corpus:
+        if not needs.corpus:
             data = dataclasses.replace(data, unlabeled=type(data.unlabeled)())
         tuning = cfg.tuning
-        allowed = registry.get(strategy).tuning_methods
-        if allowed is not None and len(allowed) == 1:  # e.g. `linear_probe`: frozen
-            tuning = dataclasses.replace(tuning, method=allowed[0])
+        if needs.tuning_methods is not None and len(needs.tuning_methods) == 1:  # e.g. `linear_probe`: frozen
+            tuning = dataclasses.replace(tuning, method=needs.tuning_methods[0])
         config = dataclasses.replace(cfg, data=data, tuning=tuning, strategy=dataclasses.replace(
-            cfg.strategy, name=strategy, options=registry.options_for(strategy)))
-        config = nested_config(config, self.layout.candidate_run(arm or strategy), cfg.training.seed)
+            cfg.strategy, name=names[0] if len(names) == 1 else names, options={}))
+        label = "+".join(names)
+        config = nested_config(config, self.layout.candidate_run(arm or label), cfg.training.seed)
         nested = type(self)(config, arm=arm)
         nested.nested = True
         return nested
 
-    def baseline_problems(self, transfer: Strategy) -> list[str]:
+    def baseline_problems(self) -> list[str]:
         out = []
         for name in self.config.strategy.baselines:
             if name not in self.baseline_choices:
                 out.append(f"`strategy.baselines` has {name!r}, which {type(self).__name__} cannot run: "
                            f"choose from {', '.join(self.baseline_choices)}.")
-            elif name == SOURCE_ONLY and transfer.source_only:
-                out.append(f"`strategy.baselines` has `source_only`, but strategy {transfer.name!r} already "
-                           "trains on the source only: drop it (the run itself is that baseline).")
+            elif name == SOURCE_ONLY and self.transfer_needs.source_labels_only:
+                out.append(f"`strategy.baselines` has `source_only`, but strategy {self.config.strategy.label!r} "
+                           "already trains on the source only: drop it (the run itself is that baseline).")
         return out
 
     # --- steps of the run ---------------------------------------------------------------------
@@ -533,12 +627,12 @@ class Recipe:
             write_json(path, summary)
         accelerator.wait_for_everyone()
 
-    def _check_label_shift(self, raw: RunData, meta_model: torch.nn.Module) -> None:
+    def _check_label_shift(self, data: RunData, meta_model: torch.nn.Module) -> None:
         """`strategy.label_shift` needs unlabelled target texts and an output bias to carry it."""
-        if not len(raw.target.get("train", [])):
+        if data.target_text is None or not len(data.target_text["train"]):
             raise ConfigError("`strategy.label_shift` estimates the target's label distribution from its "
-                              "training texts, but `data.target` has no train split: give it one (its "
-                              "labels are not used), or set `strategy.label_shift` none.")
+                              "unlabelled text, but the run has none: give `data.target_unlabeled` (or a "
+                              "target train split; its labels are not used), or set `strategy.label_shift` none.")
         if not has_output_bias(meta_model):
             raise ConfigError(f"`strategy.label_shift` is folded into the classifier's output bias, but "
                               f"{self.config.model.name_or_path!r}'s classification head has none: set "

@@ -27,7 +27,8 @@ def run_results(recipe: "Recipe", data: "RunData", matrix: dict, stages: list, a
         "labels": list(data.labels.names),
         "eval_matrix": matrix,
         **recipe.extra_results(data, matrix),
-        **recipe.strategy.results(),
+        **{k: v for strategy in recipe.chain for k, v in strategy.results().items()},
+        "labelled_target_examples": recipe.labelled_target,
         "best_step": {s.name: s.best_step for s in stages},
         "stages": [asdict(s) for s in stages],
         "data": data.sizes,
@@ -78,7 +79,7 @@ def insert_after(data: dict, key: str, new_key: str, value) -> dict:
 def one_line(recipe: "Recipe", results: dict) -> str:
     """The summary of a nested run of the comparison."""
     row = results["eval_matrix"].get("target/test") or next(iter(results["eval_matrix"].values()))
-    arm = recipe.arm or recipe.config.strategy.name
+    arm = recipe.arm or recipe.config.strategy.label
     return (f"[{arm}, seed {recipe.config.training.seed}] target/test accuracy {row['accuracy']:.4f}, "
             f"macro-F1 {row['macro_f1']:.4f} ({recipe.run_dir})")
 
@@ -88,7 +89,9 @@ def format_summary(results: dict) -> str:
     rows = [f"{'split':<32} {'n':>6} {'accuracy':>9} {'macro_f1':>9}"]
     for name, m in results["eval_matrix"].items():
         rows.append(f"{name:<32} {m['n']:>6} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f}")
-    header = f"{results['scenario']} / {results['strategy']}  (best step: {results['best_step']})"
+    strategy = results["strategy"]
+    strategy = "+".join(strategy) if isinstance(strategy, list) else strategy
+    header = f"{results['scenario']} / {strategy}  (best step: {results['best_step']})"
     return "\n".join([header, *rows])
 
 

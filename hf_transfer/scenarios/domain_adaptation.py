@@ -20,12 +20,11 @@ class DomainAdaptationRecipe(Recipe):
 
     def config_problems(self) -> list[str]:
         cfg = self.config
-        readers = [n for n in self.strategy_names() if registry.get(n).uses_unlabeled_corpus]
-        if cfg.data.unlabeled.is_set() and cfg.strategy.name not in readers:
-            # `auto` passes the corpus on to its candidates: name the strategies that train on it.
-            trainers = [f"`{n}`" for n in readers if not registry.get(n).runs_candidates]
-            users = ", ".join(trainers)
+        # `auto` passes the corpus on to its candidates.
+        if cfg.data.unlabeled.is_set() and not (self.transfer_needs.corpus or self.transfer_needs.runs_candidates):
+            readers = [f"`{n}`" for n in self.strategy_names() if registry.get(n).needs.corpus]
+            users = ", ".join(readers)
             return [f"`data.unlabeled` is set but `strategy.name` is {cfg.strategy.name!r}: only "
-                    f"{users} {'uses' if len(trainers) == 1 else 'use'} that corpus. Remove it, or "
+                    f"{users} {'uses' if len(readers) == 1 else 'use'} that corpus. Remove it, or "
                     f"use {users}."]
         return []

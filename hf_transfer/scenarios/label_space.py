@@ -45,7 +45,9 @@ class LabelSpaceRecipe(SourceTransferRecipe):
 
     def check_label_spaces(self, source, target) -> None:
         # Before any weights load: a wrong `strategy.label_map` fails now.
-        self.mapping = self.strategy.head_rows(list(target.names), list(source.names) if source else None)
+        mappings = [s.head_rows(list(target.names), list(source.names) if source else None)
+                    for s in self.chain if hasattr(s, "head_rows")]
+        self.mapping = next((m for m in mappings if m), None)
 
     def eval_sets(self, data: RunData) -> dict:
         return self.target_eval_sets(data)

@@ -29,7 +29,7 @@ from accelerate.utils import set_seed
 
 from ..config import ModelConfig
 from ..data.labels import LabelSpace
-from ..data.loading import load_splits, split_sizes
+from ..data.loading import load_splits, load_splits_with_rest, split_sizes
 from ..data.tokenize import tokenize
 from ..training import Engine, Stage, unwrap
 from ..errors import ConfigError, DataError
@@ -66,9 +66,12 @@ class SourceTransferRecipe(Recipe):
                     "classifier, or set `evaluate_source` true."]
         return []
 
-    def strategy_of_arm(self, transfer):
-        # The target-only baseline runs the strategy's own stages, from the pretrained encoder.
+    def chain_of_arm(self, transfer):
+        # The target-only baseline runs the strategies' own stages, from the pretrained encoder.
         return transfer
+
+    def base_stages(self, data: RunData) -> list[Stage]:
+        return []  # the scenario brings the source classifier itself (start_model)
 
     @property
     def trains_source(self) -> bool:
@@ -77,9 +80,9 @@ class SourceTransferRecipe(Recipe):
     def scenario_stage_names(self) -> list[str]:
         return ["source"] if self.trains_source and self.arm != TARGET_ONLY else []
 
-    def needs_unsharded(self) -> bool:
+    def needs_unsharded(self, stages) -> bool:
         # Between stages the source classifier's adapter is merged and its head replaced.
-        return self.trains_source or super().needs_unsharded()
+        return self.trains_source or super().needs_unsharded(stages)
 
     def _source_info(self) -> Optional[SourceInfo]:
         if self.source_info is None and not self.trains_source:
@@ -124,11 +127,12 @@ class SourceTransferRecipe(Recipe):
             )
         source = load_splits(cfg.data.source, seed, "source") if self.needs_source_data() \
             else datasets.DatasetDict()
-        target = load_splits(cfg.data.target, seed, "target")
+        target, not_sampled = load_splits_with_rest(cfg.data.target, seed, "target")
         source, target = self.align_labels(source, target)
         self.source_labels, labels = self.label_spaces(source, target, info)
         self.check_label_spaces(self.source_labels, labels)
-        return RunData(source, target, labels, split_sizes(source=source, target=target))
+        return self.with_text_roles(RunData(source, target, labels, split_sizes(source=source, target=target)),
+                                    not_sampled)
 
     def label_spaces(self, source, target, info: Optional[SourceInfo]) -> tuple[Optional[LabelSpace], LabelSpace]:
         """(source classifier's labels or None, the final model's labels)."""
@@ -165,8 +169,8 @@ class SourceTransferRecipe(Recipe):
             return tokenize(space.encode(dd), tokenizer, m.max_length, m.text_prefix)
 
         source_space = self.source_labels if self.source_labels is not None else raw.labels
-        return RunData(prepare(raw.source, source_space), prepare(raw.target, raw.labels),
-                       raw.labels, raw.sizes)
+        data = RunData(prepare(raw.source, source_space), prepare(raw.target, raw.labels), raw.labels, raw.sizes)
+        return self.with_tokenized_text(raw, data, tokenizer)
 
     def source_eval_sets(self, data: RunData) -> dict[str, datasets.Dataset]:
         if not len(data.source) or self.source_labels is None:
@@ -192,7 +196,7 @@ class SourceTransferRecipe(Recipe):
 
     # --- the start model: the source classifier, then the target model ------------------------
 
-    def start_model(self, engine: Engine, data: RunData, plan: dict):
+    def start_model(self, engine: Engine, data: RunData, plan: dict, start_from: Optional[str] = None):
         cfg, accelerator = self.config, engine.accelerator
         results = []
         source_engine = None
@@ -228,7 +232,7 @@ class SourceTransferRecipe(Recipe):
     def enter_stage(self, engine: Engine, stage: Stage, model: torch.nn.Module) -> torch.nn.Module:
         """The model unwrapped from the previous stage, tuned as the strategy says."""
         model = unwrap(engine.accelerator, model)
-        tuning = self.strategy.tuning_for(stage)
+        tuning = self.config.tuning
         model = apply_tuning(model, tuning, self.new_modules)
         logger.info("Stage %r, tuning %s: %s", stage.name, tuning.method, describe_model(model))
         return model

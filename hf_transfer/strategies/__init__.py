@@ -5,7 +5,7 @@ the strategy tables and of `--help`). See :mod:`hf_transfer.strategies.base` for
 """
 
 from . import registry
-from .base import FAMILIES, INDUCTIVE, SOURCE_ONLY, TRANSDUCTIVE, UNSUPERVISED, Strategy
+from .base import FAMILIES, INDUCTIVE, SOURCE_ONLY, TRANSDUCTIVE, UNSUPERVISED, Needs, RunContext, Strategy
 from .registry import StrategyOptions, register_strategy
 
 # Built-in strategies (each module registers its classes when imported).
@@ -13,5 +13,6 @@ from . import source_only, sequential, linear_probe, multi_task, multi_source, t
 from . import auto  # noqa: E402,F401  isort: skip  (after the strategies it chooses among)
 from . import new_head, lp_ft, label_map, finetune, l2sp  # noqa: E402,F401  isort: skip
 
-__all__ = ["FAMILIES", "INDUCTIVE", "SOURCE_ONLY", "TRANSDUCTIVE", "UNSUPERVISED", "Strategy", "StrategyOptions",
+__all__ = ["FAMILIES", "INDUCTIVE", "SOURCE_ONLY", "TRANSDUCTIVE", "UNSUPERVISED", "Needs", "RunContext", "Strategy",
+           "StrategyOptions",
            "register_strategy", "registry"]

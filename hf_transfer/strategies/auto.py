@@ -6,8 +6,9 @@ validation split is kept, evaluated and saved as this run's classifier.
 Because `target_only` is a candidate whenever the target has labelled training data, the choice
 is worse than training on the target alone only when the validation split misjudges them (a
 noise of the validation split's size): transfer is chosen where it helps on held-out target
-data, not assumed. Candidates that the run's data or settings do not allow (e.g. the unlabelled
-target text strategies next to `data.target.k_shot`, which samples by label) are skipped and
+data, not assumed. With few labelled target examples (`k_shot`), the validation split it
+selects on is as few-shot as training (see `data.target.validation_k_shot`). Candidates that the
+run's data or settings do not allow (e.g. `dapt` without `data.unlabeled`) are skipped and
 listed with the reason.
 """
 
@@ -18,27 +19,41 @@ from dataclasses import dataclass
 from ..config import setting
 from ..errors import ConfigError
 from ..training import StageResult
-from .base import INDUCTIVE, Strategy
+from .base import INDUCTIVE, TARGET_ONLY_ARM, Needs, Strategy
+from . import registry
 from .registry import StrategyOptions, register_strategy
 
-TARGET_ONLY = "target_only"
 SELECT_ON = "target/validation"
+
+
+# Compositions tried by default when the run has labelled target examples and unlabelled
+# target text apart from them (the lecture's semi-supervised setting).
+DEFAULT_COMPOSITIONS = (["tapt", "sequential"],)
 
 
 @dataclass
 class AutoOptions(StrategyOptions):
     candidates: list = setting(
-        [], "`auto`: the strategies to try (and `target_only`); empty: every strategy of the scenario "
-            "that the data allows, and `target_only`. Each runs at its default options."
+        [], "`auto`: the strategies to try (and `target_only`); a composition is a list, e.g. "
+            "[sequential, [tapt, sequential]]. Empty: every strategy of the scenario that the data "
+            "allows, `target_only`, and, when the target has labelled examples and unlabelled text "
+            "apart from them (`k_shot` or `data.target_unlabeled`), [tapt, sequential]. Each runs at "
+            "its default options."
     )
 
     def problems(self, path: str) -> list[str]:
         out = []
-        if "auto" in self.candidates:
+        labels = [chain_label(c) for c in self.candidates]
+        if any("auto" in (c if isinstance(c, list) else [c]) for c in self.candidates):
             out.append(f"`{path}.candidates` lists `auto` itself: list the strategies to choose among.")
-        if len(set(map(str, self.candidates))) != len(self.candidates):
+        if len(set(labels)) != len(labels):
             out.append(f"`{path}.candidates` lists a strategy twice: {self.candidates}.")
         return out
+
+
+def chain_label(names) -> str:
+    """``tapt+sequential`` for a composition, the name for one strategy."""
+    return "+".join(map(str, names)) if isinstance(names, (list, tuple)) else str(names)
 
 
 @register_strategy
@@ -48,41 +63,43 @@ class Auto(Strategy):
     family = INDUCTIVE  # it reads the target's validation labels to choose
     summary = "try the strategies the data allows and `target_only`; keep the best on target validation"
     options_class = AutoOptions
-    needs_unsharded = True  # the chosen classifier comes from another run, in memory
-    uses_unlabeled_corpus = True  # passed on to `dapt`, the candidate that reads it
-    runs_candidates = True
+    # The chosen classifier comes from another run, in memory: unsharded.
+    needs = Needs(target_labels=True, unsharded=True, runs_candidates=True)
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
         self.report: dict = {}
+
+    def candidate_names(self, ctx) -> list:
+        if self.options.candidates:
+            return list(self.options.candidates)
+        singles = [n for n in ctx.strategy_names if n != self.name]
+        compositions = [c for c in DEFAULT_COMPOSITIONS if all(n in singles for n in c)] \
+            if ctx.data.labelled_target else []
+        return singles + compositions + [TARGET_ONLY_ARM]
 
     def problems(self) -> list[str]:
         out = super().problems()
-        known = set(self.recipe.strategy_names()) - {self.name}
-        for name in self.options.candidates:
-            if name != TARGET_ONLY and name not in known:
-                out.append(f"`strategy.candidates` has {name!r}, which is not a strategy of this scenario: "
-                           f"choose from {', '.join(sorted(known | {TARGET_ONLY}))}.")
+        known = {n for scenario in self.scenarios for n in registry.for_scenario(scenario)} - {self.name}
+        for candidate in self.options.candidates:
+            for name in (candidate if isinstance(candidate, list) else [candidate]):
+                if name != TARGET_ONLY_ARM and name not in known:
+                    out.append(f"`strategy.candidates` has {name!r}, which is not a strategy of this scenario: "
+                               f"choose from {', '.join(sorted(known | {TARGET_ONLY_ARM}))}.")
         return out
 
-    def candidate_names(self) -> list[str]:
-        if self.options.candidates:
-            return list(self.options.candidates)
-        return [n for n in self.recipe.strategy_names() if n != self.name] + [TARGET_ONLY]
-
-    def stages(self, data) -> list:
-        return []  # every stage runs in a candidate's own run
-
-    def train(self, engine, stages, plan, eval_sets, data):
+    def choose(self, ctx):
         metric = self.config.training.metric_for_best
+        accelerator = ctx.engine.accelerator
         scores, skipped, label_shift, best = {}, {}, {}, None
-        for name in self.candidate_names():
+        for candidate in self.candidate_names(ctx):
+            name = chain_label(candidate)
             try:  # target_only: the target stage as `sequential` would train it
-                run = (self.recipe.candidate("sequential", arm=TARGET_ONLY) if name == TARGET_ONLY
-                       else self.recipe.candidate(name))
+                run = (ctx.candidate("sequential", arm=TARGET_ONLY_ARM) if name == TARGET_ONLY_ARM
+                       else ctx.candidate(candidate))
             except ConfigError as err:
                 skipped[name] = str(err).replace("\n", " ")
-                engine.accelerator.print(f"[auto] {name}: skipped ({skipped[name]})")
+                accelerator.print(f"[auto] {name}: skipped ({skipped[name]})")
                 continue
             results = run.run()
             scores[name] = _scores(results, metric)
@@ -97,7 +114,7 @@ class Auto(Strategy):
         self.report = {"select_on": SELECT_ON, "metric": metric, "chosen": chosen, "scores": scores,
                        "skipped": skipped, "runs": {n: f"candidates/{n}" for n in scores},
                        "label_shift": label_shift.get(chosen)}
-        engine.accelerator.print(_format(self.report))
+        accelerator.print(_format(self.report))
         return model, [StageResult(**s) for s in stage_results]
 
     def results(self) -> dict:

@@ -27,7 +27,6 @@ from transformers.utils import ModelOutput
 
 from ..config import setting
 from ..data.tokenize import make_loader
-from ..training import unwrap
 from .features import classifier_head, classify_with_features, features_only
 from .registry import StrategyOptions, register_strategy
 from .unlabeled import TargetTextAlongside
@@ -234,7 +233,7 @@ class Dann(TargetTextAlongside):
     scenarios = ("domain_adaptation",)
     summary = "domain-adversarial training: features that confuse a source/target discriminator"
     options_class = DannOptions
-    domain_accuracy: Optional[dict] = None  # set when training ends (final_model)
+    domain_accuracy: Optional[dict] = None  # set when its stage ends (after_stage)
 
     def wrap(self, classifier: nn.Module) -> nn.Module:
         return DomainAdversarialModel(classifier, self.options.discriminator_hidden, self.options.dann_objective)
@@ -242,15 +241,10 @@ class Dann(TargetTextAlongside):
     def step_loss(self):
         return dann_loss(self.options.dann_weight)
 
-    def stages(self, data) -> list:
-        self.held_out = {"source": data.source["validation"], "target": self.unlabeled["validation"]}
-        return super().stages(data)
-
-    def final_model(self, engine, model: nn.Module) -> nn.Module:
-        wrapper = unwrap(engine.accelerator, model)
-        self.domain_accuracy = domain_separability(wrapper, self.held_out, engine.tokenizer,
+    def after_stage(self, ctx, wrapper: nn.Module) -> None:
+        held_out = {"source": ctx.data.source["validation"], "target": ctx.data.target_text["validation"]}
+        self.domain_accuracy = domain_separability(wrapper, held_out, ctx.engine.tokenizer,
                                                    self.config.training.eval_batch_size)
-        return wrapper.classifier
 
     def settings_report(self) -> dict:
         return {"weight": self.options.dann_weight, "discriminator_hidden": self.options.discriminator_hidden,

@@ -5,6 +5,7 @@ B·A·scale. The head is not pulled. The training loss in ``history`` includes t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -13,6 +14,7 @@ import torch
 from ..config import setting
 from ..errors import ConfigError
 from ..tuning import head_modules
+from .base import Needs
 from .finetune import Finetune
 from .registry import StrategyOptions, register_strategy
 
@@ -92,13 +94,13 @@ class L2sp(Finetune):
     name = "l2sp"
     summary = "`finetune` with a penalty pulling the weights toward the source classifier's"
     options_class = L2spOptions
-    needs_unsharded = True  # reads parameters by name
-    tuning_methods = ("full", "lora", "top_k")
-    tuning_reason = ("pulls trained encoder weights back, and with `frozen` there is nothing to "
-                     "pull toward the source")
+    # Reads parameters by name: unsharded.
+    needs = Needs(target_labels=True, unsharded=True, tuning_methods=("full", "lora", "top_k"),
+                  tuning_reason="pulls trained encoder weights back, and with `frozen` there is nothing to "
+                                "pull toward the source")
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
         self.penalty: Optional[L2SP] = None
 
     def problems(self) -> list[str]:
@@ -108,12 +110,13 @@ class L2sp(Finetune):
                        "use `finetune` for no penalty.")
         return out
 
-    def before_stage(self, stage, model):
+    def enter_stage(self, ctx, stage, model):
+        if "target" not in stage.label_roles:
+            return stage, model
         inner = model.get_base_model() if hasattr(model, "peft_config") else model
-        exclude = sorted(set(head_modules(inner)) | set(self.recipe.new_modules))
+        exclude = sorted(set(head_modules(inner)) | set(ctx.new_modules()))
         self.penalty = L2SP(model, self.options.l2sp_alpha, exclude)
-        stage.regularizer = self.penalty
-        return model
+        return dataclasses.replace(stage, regularizer=self.penalty), model
 
     def results(self) -> dict:
         return {"l2sp": {"alpha": self.options.l2sp_alpha, "weights_pulled": self.penalty.num_weights,

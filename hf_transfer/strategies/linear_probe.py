@@ -6,7 +6,7 @@ that a fine-tuned strategy on the same examples should reach."""
 from __future__ import annotations
 
 from ..training import Stage
-from .base import INDUCTIVE, Strategy
+from .base import INDUCTIVE, Needs, Strategy
 from .registry import register_strategy
 
 
@@ -16,14 +16,14 @@ class LinearProbe(Strategy):
     scenarios = ("domain_adaptation",)
     family = INDUCTIVE
     summary = "the frozen pretrained encoder, its output layer fitted on the labelled target examples"
-    tuning_methods = ("frozen",)
-    tuning_reason = "fits the output layer alone on the frozen encoder"
-    fits_head = True
-    needs_unsharded = True  # the probe writes the head's weights in place
+    # A reference, not a step of a composition: its stage replaces the plan. The probe writes
+    # the head's weights in place: unsharded parameters.
+    needs = Needs(target_labels=True, fits_head=True, unsharded=True, replaces_plan=True,
+                  tuning_methods=("frozen",), tuning_reason="fits the output layer alone on the frozen encoder")
 
-    def stages(self, data) -> list[Stage]:
+    def plan(self, ctx, stages) -> list[Stage]:
         cfg = self.config.training
         # 0 epochs: the fit is the whole stage (the engine ignores `training.max_steps` here).
-        return [Stage(name="probe", train=data.target["train"], training=cfg,
+        return [Stage(name="probe", train=ctx.data.target["train"], training=cfg,
                       learning_rate=cfg.learning_rate_for("frozen"), num_epochs=0,
-                      select_on="target/validation", fit_head=True)]
+                      select_on="target/validation", fit_head=True, label_roles=("target",))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..training import Stage
+from .base import Needs
 from .new_head import NewHead
 from .registry import register_strategy
 
@@ -18,10 +19,9 @@ from .registry import register_strategy
 class LpFt(NewHead):
     name = "lp_ft"
     summary = "linear probe fitted on the frozen encoder, then fine-tune (Kumar et al. 2022)"
-    tuning_methods = ("full", "lora", "top_k")
-    tuning_reason = "needs a method for its fine-tuning stage (the probe already fits the head alone)"
-    fits_head = True
-    needs_unsharded = True  # the probe writes the head's weights in place
+    # The probe writes the head's weights in place: unsharded parameters.
+    needs = Needs(target_labels=True, fits_head=True, unsharded=True, tuning_methods=("full", "lora", "top_k"),
+                  tuning_reason="needs a method for its fine-tuning stage (the probe already fits the head alone)")
 
-    def stages(self, data) -> list[Stage]:
-        return [dataclasses.replace(stage, fit_head=True) for stage in super().stages(data)]
+    def plan(self, ctx, stages) -> list[Stage]:
+        return stages + [dataclasses.replace(ctx.target_stage(ctx.data), fit_head=True)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..training import Stage
 from ..errors import DataError
 from .registry import register_strategy
 from .source_only import SourceOnly
@@ -14,9 +13,8 @@ class MultiSource(SourceOnly):
     scenarios = ("cross_lingual",)
     summary = "train on several source languages together (`data.source` holds two or more)"
 
-    def stages(self, data) -> list[Stage]:
-        languages = sorted({g for split in data.source.values() for g in split.unique("group")})
+    def check(self, ctx, meta_model) -> None:
+        languages = sorted({g for split in ctx.data.source.values() for g in split.unique("group")})
         if len(languages) < 2:
             raise DataError(f"`multi_source` needs two or more source languages; "
                             f"`data.source` holds {languages}. Widen `data.source.filter`.")
-        return super().stages(data)

@@ -11,6 +11,7 @@ its checkpoint on ``target/validation``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import datasets
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..config import setting
 from ..training import Stage
-from .base import INDUCTIVE, Strategy
+from .base import INDUCTIVE, Needs, Strategy
 from .registry import StrategyOptions, register_strategy
 
 
@@ -57,20 +58,22 @@ class MultiTask(Strategy):
     family = INDUCTIVE
     summary = "train on the labelled source and the labelled target examples together (target repeated)"
     options_class = MultiTaskOptions
+    needs = Needs(target_labels=True)
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
         self.mix: dict = {}  # the joint stage's rows, for results.json
 
-    def stages(self, data) -> list[Stage]:
-        source, target = data.source["train"], data.target["train"]
+    def plan(self, ctx, stages) -> list[Stage]:
+        """The source stage becomes the joint stage (the same budget, on source + target rows);
+        other stages stay where they are."""
+        source, target = ctx.data.source["train"], ctx.data.target["train"]
         copies = target_copies(len(source), len(target), self.options.target_share)
         self.mix = {"source_rows": len(source), "target_rows": len(target), "target_copies": copies,
                     "target_share": round(copies * len(target) / (len(source) + copies * len(target)), 4)}
-        cfg = self.config
-        return [Stage(name="joint", train=joint_train(source, target, copies), training=cfg.training,
-                      learning_rate=self.recipe.learning_rate, num_epochs=cfg.training.num_epochs,
-                      select_on="target/validation")]
+        return [dataclasses.replace(stage, name="joint", train=joint_train(source, target, copies),
+                                    select_on="target/validation", label_roles=("source", "target"))
+                if stage.name == "source" else stage for stage in stages]
 
     def results(self) -> dict:
         return {"multi_task": self.mix}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import datasets
 import torch
@@ -27,12 +27,9 @@ from torch import nn
 
 from ..config import setting
 from ..data.tokenize import MODEL_COLUMNS
-from ..training import Engine, Stage
+from ..training import Stage
 from .registry import StrategyOptions, register_strategy
 from .unlabeled import UnlabeledTargetStrategy
-
-if TYPE_CHECKING:
-    from ..run.pipeline import RunData
 
 logger = logging.getLogger("hf_transfer")
 
@@ -116,61 +113,68 @@ class SelfTrainingOptions(StrategyOptions):
 
 @register_strategy
 class SelfTraining(UnlabeledTargetStrategy):
+    """Rounds of pseudo-labelling after the plan so far. The rounds train on the labelled
+    source, the labelled target examples when the run has them apart from its unlabelled text
+    (`k_shot`, or `data.target_unlabeled`: self-training seeded by the labelled examples), and
+    the round's pseudo-labelled texts."""
+
     name = "self_training"
     scenarios = ("domain_adaptation",)
     summary = "train on the source, then on the source plus confident, class-balanced pseudo-labels of the target text"
     options_class = SelfTrainingOptions
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
         self.rounds: list[dict] = []  # per round: counts, and pseudo-label accuracy (evaluation only)
-        self._engine: Optional[Engine] = None
-        self._data: Optional["RunData"] = None
 
-    def stages(self, data: "RunData") -> list[Stage]:
-        self._data = data
-        source = self.recipe.source_stage(data)
-        return [source] + [dataclasses.replace(source, name=f"{ROUND_PREFIX}{r}", num_epochs=self.options.round_epochs)
-                           for r in range(1, self.options.self_training_rounds + 1)]
+    def plan(self, ctx, stages) -> list[Stage]:
+        source = next(s for s in stages if s.name == "source")
+        labelled = ("source", "target") if ctx.data.labelled_target else ("source",)
+        return stages + [dataclasses.replace(source, name=f"{ROUND_PREFIX}{r}", num_epochs=self.options.round_epochs,
+                                             label_roles=labelled, aux=None, loss_fn=None)
+                         for r in range(1, self.options.self_training_rounds + 1)]
 
-    def train(self, engine: Engine, stages, plan, eval_sets, data):
-        self._engine = engine  # each round predicts the target text with it (before_stage)
-        return super().train(engine, stages, plan, eval_sets, data)
-
-    def before_stage(self, stage: Stage, model: nn.Module) -> nn.Module:
+    def enter_stage(self, ctx, stage: Stage, model):
         if stage.name.startswith(ROUND_PREFIX):
-            stage.train = self._pseudo_labelled(stage.name, model)
-        return model
+            stage = dataclasses.replace(stage, train=self._pseudo_labelled(ctx, stage, model))
+        return stage, model
 
-    def _pseudo_labelled(self, stage_name: str, model: nn.Module) -> datasets.Dataset:
+    def _pseudo_labelled(self, ctx, stage: Stage, model: nn.Module) -> datasets.Dataset:
         """The round's training set, from the current model's predictions of the target text."""
-        text = self.unlabeled["train"]
-        # Placeholder labels: the prediction loop reads a `labels` column, the real ones stay unread.
+        text = ctx.data.target_text["train"]
+        # Placeholder labels: the prediction loop reads a `labels` column; there are no real ones.
         unread = text.add_column("labels", [0] * len(text))
-        logits, _ = self._engine.predict_logits(model, unread, self.config.training.eval_batch_size)
+        logits, _ = ctx.engine.predict_logits(model, unread, self.config.training.eval_batch_size)
         o = self.options
         rows, labels, counts = select_pseudo_labels(logits.softmax(-1), o.pseudo_label_threshold,
                                                     o.pseudo_labels_per_class)
-        self.rounds.append(self._report(stage_name, rows, labels, counts))
-        logger.info("Stage %r: %d pseudo-labelled target texts (%s per class; %s above %.2f)", stage_name,
+        self.rounds.append(self._report(ctx, stage.name, rows, labels, counts))
+        logger.info("Stage %r: %d pseudo-labelled target texts (%s per class; %s above %.2f)", stage.name,
                     len(rows), counts["kept"], counts["qualifying"], o.pseudo_label_threshold)
         if not rows:
             logger.warning("Stage %r: no pseudo-labels (texts above `strategy.pseudo_label_threshold` %s per "
-                           "predicted class: %s); the round trains on the source alone. A class no text is "
-                           "confidently predicted as stops equal numbers per class: lower the threshold, or "
+                           "predicted class: %s); the round trains on the labelled data alone. A class no text "
+                           "is confidently predicted as stops equal numbers per class: lower the threshold, or "
                            "set `strategy.pseudo_labels_per_class` to allow unequal numbers.",
-                           stage_name, o.pseudo_label_threshold, counts["qualifying"])
-        return with_pseudo_labels(self._data.source["train"], text, rows, labels)
+                           stage.name, o.pseudo_label_threshold, counts["qualifying"])
+        labelled = ctx.data.source["train"]
+        if "target" in stage.label_roles:
+            target = ctx.data.target["train"]
+            columns = [c for c in labelled.column_names if c in target.column_names]
+            labelled = datasets.concatenate_datasets([labelled.select_columns(columns),
+                                                      target.select_columns(columns).cast(labelled.select_columns(columns).features)])
+        return with_pseudo_labels(labelled, text, rows, labels)
 
-    def _report(self, stage_name: str, rows: list[int], labels: list[int], counts: dict) -> dict:
-        """What results.json says of a round. The pseudo-labels' accuracy against the target's
-        training labels is evaluation only: those labels are read here and nowhere in training."""
-        names = list(self._data.labels.names)
-        report = {"stage": stage_name, "texts": len(self.unlabeled["train"]),
+    def _report(self, ctx, stage_name: str, rows: list[int], labels: list[int], counts: dict) -> dict:
+        """What results.json says of a round. The pseudo-labels' accuracy is evaluation only,
+        against the target's training labels where the text is that split (read here and
+        nowhere in training); unlabelled text given apart has none."""
+        names = list(ctx.data.labels.names)
+        report = {"stage": stage_name, "texts": len(ctx.data.target_text["train"]),
                   "above_threshold": dict(zip(names, counts["qualifying"])),
                   "pseudo_labels": dict(zip(names, counts["kept"])), "per_class_cap": counts["per_class"]}
-        gold = self._data.target["train"]
-        if "labels" in gold.column_names and rows:
+        gold = ctx.data.target["train"]
+        if not ctx.data.labelled_target and "labels" in gold.column_names and rows:
             column = gold["labels"]
             truth = [column[r] for r in rows]
             report["accuracy"] = round(sum(t == p for t, p in zip(truth, labels)) / len(rows), 4)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..training import Stage
-from .base import INDUCTIVE, Strategy
+from .base import INDUCTIVE, Needs, Strategy
 from .registry import register_strategy
 
 
@@ -15,9 +15,10 @@ class Sequential(Strategy):
     scenarios = ("domain_adaptation",)
     family = INDUCTIVE
     summary = "the source stage, then continue on the labelled target examples"
+    needs = Needs(target_labels=True)
 
-    def stages(self, data) -> list[Stage]:
-        return [self.recipe.source_stage(data), self.recipe.target_stage(data)]
+    def plan(self, ctx, stages) -> list[Stage]:
+        return stages + [ctx.target_stage(ctx.data)]
 
 
 @register_strategy

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..training import Stage
-from .base import SOURCE_ONLY, Strategy
+from .base import SOURCE_ONLY, Needs, Strategy
 from .registry import register_strategy
 
 
@@ -16,10 +15,7 @@ class SourceOnly(Strategy):
     scenarios = ("domain_adaptation",)
     family = SOURCE_ONLY
     summary = "train on the labelled source only; the target score is what transfer alone gives"
-    source_only = True
-
-    def stages(self, data) -> list[Stage]:
-        return [self.recipe.source_stage(data)]
+    needs = Needs(source_labels_only=True)  # the plan's source stage is the whole run
 
 
 @register_strategy

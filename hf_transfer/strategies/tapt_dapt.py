@@ -16,20 +16,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import datasets
 from accelerate.utils import set_seed
 
 from ..config import setting
-from ..data.columns import column_values
-from ..data.unlabeled import load_unlabeled_text
 from ..training import Stage, unwrap
 from ..mlm import (MLM_TUNING, MaskedLM, apply_mlm_tuning, check_masked_lm, load_masked_lm, merged,
                    save_adapted_encoder)
 from ..modeling import describe_model
 from ..saving import standalone_classifier
+from .base import Needs
 from .registry import StrategyOptions, register_strategy
 from .unlabeled import UnlabeledTargetStrategy
 
@@ -63,83 +61,89 @@ class MlmOptions(StrategyOptions):
         return out
 
 
+MLM_STAGE = "mlm"
+
+
 @register_strategy
 class Tapt(UnlabeledTargetStrategy):
     name = "tapt"
     scenarios = ("domain_adaptation",)
     summary = "masked-LM pretraining on the target's own text, then the source classifier"
     options_class = MlmOptions
-    tuning_methods = MLM_TUNING
-    tuning_reason = "needs a method that changes the encoder in its masked-LM stage"
+    needs = Needs(target_text=True, unsharded=True, adapts_encoder=True, tuning_methods=MLM_TUNING,
+                  tuning_reason="needs a method that changes the encoder in its masked-LM stage")
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
         self.masked_lm: Optional[MaskedLM] = None
         self.report: Optional[dict] = None
 
-    def load_data(self, raw, meta_model) -> None:
+    def check(self, ctx, meta_model) -> None:
         check_masked_lm(self.config.model, self.config.tuning)  # architecture, before weights
-        super().load_data(raw, meta_model)
 
-    def tokenize(self, tokenizer) -> None:
+    def tokenize(self, ctx, tokenizer) -> None:
         check_masked_lm(self.config.model, self.config.tuning, tokenizer)
         self.masked_lm = MaskedLM(tokenizer, self.options.mlm_probability)
-        super().tokenize(tokenizer)
 
-    def stages(self, data) -> list[Stage]:
-        return [self.mlm_stage(), self.recipe.source_stage(data)]
+    def training_text(self, ctx) -> datasets.Dataset:
+        """The unlabelled text of the masked-LM stage: the target's (role ``target_text``)."""
+        return ctx.data.target_text["train"]
 
-    def mlm_stage(self) -> Stage:
+    def plan(self, ctx, stages) -> list[Stage]:
+        """The masked-LM stage in front; the stage after it starts its classifier on the
+        adapted encoder, exactly as a run with `model.name_or_path: <run>/mlm_encoder` would."""
+        first, *rest = stages
+        return [self.mlm_stage(ctx), dataclasses.replace(first, start_from=str(ctx.layout.mlm_encoder)), *rest]
+
+    def mlm_stage(self, ctx) -> Stage:
         """Masked-LM training on the unlabelled text; keep the checkpoint with the lowest
         masked-LM loss on the target's validation text."""
         cfg, o = self.config, self.options
+        validation = ctx.data.target_text["validation"]
         return Stage(
-            name="mlm", train=self.unlabeled["train"], training=cfg.training,
-            learning_rate=o.mlm_learning_rate or self.recipe.learning_rate, num_epochs=o.mlm_num_epochs,
+            name=MLM_STAGE, train=self.training_text(ctx), training=cfg.training,
+            learning_rate=o.mlm_learning_rate or ctx.learning_rate, num_epochs=o.mlm_num_epochs,
             select_on="target/validation:text", loss_fn=self.masked_lm.loss,
-            evaluate_fn=self.masked_lm.evaluator(self.unlabeled["validation"],
-                                                 cfg.training.batch_size, cfg.training.seed),
-            metric_for_best="mlm_loss", greater_is_better=False,
+            evaluate_fn=self.masked_lm.evaluator(validation, cfg.training.batch_size, cfg.training.seed),
+            metric_for_best="mlm_loss", greater_is_better=False, label_roles=(), builds_model=True,
         )
 
-    def train(self, engine, stages, plan, eval_sets, data):
-        mlm, source = stages
-        encoder, mlm_result = self.adapt_encoder(engine, mlm, plan[mlm.name])
-        # Exactly what a run with `model.name_or_path: <run>/mlm_encoder` starts from.
-        start = dataclasses.replace(self.config.model, name_or_path=str(encoder), revision=None)
-        model, result = engine.train(source, self.recipe.build_classifier(data, start), eval_sets,
-                                     resume=plan[source.name])
-        return model, [mlm_result, result]
-
-    def adapt_encoder(self, engine, stage: Stage, resume) -> tuple[Path, object]:
-        """Run the masked-LM stage; write the adapted encoder to ``mlm_encoder/``."""
-        cfg, acc = self.config, engine.accelerator
+    def enter_stage(self, ctx, stage, model):
+        """The masked LM the stage trains, and its loss before any step (the reference)."""
+        if stage.name != MLM_STAGE:
+            return stage, model
+        cfg, acc = self.config, ctx.engine.accelerator
         set_seed(cfg.training.seed)  # the new MLM head's initial weights are reproducible
         model, new_weights = load_masked_lm(cfg.model)
         model = apply_mlm_tuning(model, cfg.tuning).to(acc.device)
         logger.info("Stage 'mlm', tuning %s: %s", cfg.tuning.method, describe_model(model))
-        with acc.autocast():  # the reference: the masked-LM loss before any MLM step
-            before = self.masked_lm.evaluate(engine, model, self.unlabeled["validation"],
+        with acc.autocast():
+            before = self.masked_lm.evaluate(ctx.engine, model, ctx.data.target_text["validation"],
                                              cfg.training.batch_size, cfg.training.seed)
-        model, result = engine.train(stage, model, {}, resume=resume)
-        folder = self.recipe.layout.mlm_encoder
+        self.report = {"eval_on": stage.select_on, "texts": {"train": len(stage.train),
+                                                             "validation": len(ctx.data.target_text["validation"])},
+                       "loss_before": before["mlm_loss"], "new_head": bool(new_weights)}
+        return stage, model
+
+    def leave_stage(self, ctx, stage, model, result):
+        """Write the adapted encoder to ``mlm_encoder/``; the masked LM goes (the next stage
+        starts a classifier on that encoder)."""
+        if stage.name != MLM_STAGE:
+            return model
+        acc, folder = ctx.engine.accelerator, ctx.layout.mlm_encoder
         if acc.is_main_process:
-            save_adapted_encoder(merged(unwrap(acc, model)), cfg.model, engine.tokenizer, folder)
+            save_adapted_encoder(merged(unwrap(acc, model)), self.config.model, ctx.engine.tokenizer, folder)
         acc.wait_for_everyone()
-        self.report = {
-            "eval_on": stage.select_on, "texts": {k: len(v) for k, v in self.unlabeled.items()},
-            "loss_before": before["mlm_loss"], "loss_after": result.best_metric,
-            "new_head": bool(new_weights), "encoder": str(folder),
-        }
-        return folder, result
+        self.report.update({"loss_after": result.best_metric, "updates": result.steps, "encoder": str(folder)})
+        return None
 
     def results(self) -> dict:
         return {"masked_lm": self.report}
 
-    def model_to_save(self, model, state_dict):
+    def model_to_save(self, ctx, model, state_dict):
         if hasattr(model, "peft_config"):
             return standalone_classifier(model, "its base is the adapted encoder of this run "
-                                                f"({self.recipe.layout.mlm_encoder.name}/)"), None
+                                                f"({ctx.layout.mlm_encoder.name}/)"), None
         return model, state_dict
 
 
@@ -147,17 +151,15 @@ class Tapt(UnlabeledTargetStrategy):
 class Dapt(Tapt):
     name = "dapt"
     summary = "masked-LM pretraining on an unlabelled corpus (`data.unlabeled`), then the source classifier"
-    uses_unlabeled_corpus = True
+    needs = dataclasses.replace(Tapt.needs, corpus=True)
 
     def problems(self) -> list[str]:
         out = super().problems()
         if not self.config.data.unlabeled.is_set():
-            out.append("`strategy.name` is `dapt`, which pretrains on an unlabelled corpus, but "
+            out.append("`strategy.name` has `dapt`, which pretrains on an unlabelled corpus, but "
                        "`data.unlabeled` is not set: name one (e.g. `--data.unlabeled.builtin tweets "
                        "--data.unlabeled.filter.domain apple`), or use `tapt` (the target's own text).")
         return out
 
-    def training_text(self, raw) -> datasets.Dataset:
-        # Texts the target is evaluated on are never trained on, not even without labels.
-        evaluation = {t for split in ("validation", "test") for t in column_values(raw.target[split], "text")}
-        return load_unlabeled_text(self.config.data.unlabeled, self.config.training.seed, exclude=evaluation)
+    def training_text(self, ctx) -> datasets.Dataset:
+        return ctx.data.corpus  # role ``corpus``: target evaluation texts already dropped

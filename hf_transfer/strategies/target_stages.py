@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Optional
 
 from ..training import Stage
-from .base import INDUCTIVE, Strategy
+from .base import INDUCTIVE, Needs, Strategy
 
 
 class TargetStageStrategy(Strategy):
     family = INDUCTIVE
+    needs = Needs(target_labels=True)
 
-    def stages(self, data) -> list[Stage]:
-        return [self.recipe.target_stage(data)]
+    def plan(self, ctx, stages) -> list[Stage]:
+        return stages + [ctx.target_stage(ctx.data)]
 
     def head_rows(self, target_labels: list[str], source_labels: Optional[list[str]]) -> Optional[dict]:
         """{target label: source label} whose rows of a new head start as the source head's

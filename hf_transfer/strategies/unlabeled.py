@@ -1,59 +1,35 @@
 """Shared by the strategies that learn from the target's text without its labels (`tapt`,
-`dapt`, `dann`, `coral`): the target's training and validation text, labels dropped, tokenized
-(target labels are never read: these datasets hold the ``text`` column only); and the stage
-shape of `dann` and `coral`, which read that text alongside the labelled source."""
+`dann`, `coral`, `self_training`): they read the run's ``target_text`` role
+(:mod:`hf_transfer.data.roles`: ``data.target_unlabeled``, the target rows `k_shot` left out,
+or the target's training split), which holds the ``text`` column only — a target label can not
+reach a loss by accident. And the stage shape of `dann` and `coral`, which read that text
+alongside the stages that train on source labels."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import dataclasses
 
-import datasets
 from torch import nn
 
-from ..data.tokenize import tokenize
-from ..data.unlabeled import text_only
 from ..training import Stage, unwrap
-from .base import TRANSDUCTIVE, Strategy
+from .base import TRANSDUCTIVE, Needs, Strategy, source_labelled
 from .features import classifier_head
-
-if TYPE_CHECKING:
-    from ..run.pipeline import RunData
 
 
 class UnlabeledTargetStrategy(Strategy):
     family = TRANSDUCTIVE
-    needs_unsharded = True  # the model is swapped or wrapped between stages
-
-    def __init__(self, recipe):
-        super().__init__(recipe)
-        self.unlabeled_raw: Optional[datasets.DatasetDict] = None
-        self.unlabeled: dict[str, datasets.Dataset] = {}  # tokenized text only: train, validation
-
-    def problems(self) -> list[str]:
-        target = self.config.data.target
-        return super().problems() + [f"`data.target.{field}` is set, but `{self.name}` trains on the target's text "
-                f"without its labels and `{field}` samples by label: remove it."
-                for field in ("k_shot", "max_train_samples") if getattr(target, field) is not None]
-
-    def load_data(self, raw: "RunData", meta_model) -> None:
-        self.unlabeled_raw = datasets.DatasetDict({
-            "train": self.training_text(raw), "validation": text_only(raw.target["validation"])})
-
-    def training_text(self, raw: "RunData") -> datasets.Dataset:
-        """The unlabelled text trained on. Default: the target's training split, labels dropped."""
-        return text_only(raw.target["train"])
-
-    def tokenize(self, tokenizer) -> None:
-        m = self.config.model
-        self.unlabeled = tokenize(self.unlabeled_raw, tokenizer, m.max_length, m.text_prefix)
+    needs = Needs(target_text=True, unsharded=True)  # the model is swapped or wrapped between stages
 
 
 class TargetTextAlongside(UnlabeledTargetStrategy):
-    """One stage on the labelled source with a batch of the target's text read alongside each
-    micro-batch (cycled, reshuffled, sharded under DDP). During the stage the classifier is
+    """The stages that train on source labels read a batch of the target's text alongside each
+    micro-batch (cycled, reshuffled, sharded under DDP). During such a stage the classifier is
     wrapped (:meth:`wrap`) in a module that computes the whole loss in one forward pass — so DDP,
-    the optimizer and the checkpoints see all of it — and whose ``classifier`` is what is
-    evaluated and saved. Both act on the representation the classifier's head reads."""
+    the optimizer and the checkpoints see all of it — and whose ``classifier`` is what the next
+    stage trains and the run evaluates and saves. Both act on the representation the
+    classifier's head reads. Two such strategies cannot share a chain: each replaces the loss."""
+
+    needs = Needs(target_text=True, unsharded=True, stage_loss=True)
 
     def wrap(self, classifier: nn.Module) -> nn.Module:
         """The module trained in the stage; its ``classifier`` attribute is ``classifier``."""
@@ -67,22 +43,27 @@ class TargetTextAlongside(UnlabeledTargetStrategy):
         """The strategy's settings as results.json reports them."""
         return {}
 
-    def load_data(self, raw: "RunData", meta_model) -> None:
+    def after_stage(self, ctx, wrapper: nn.Module) -> None:
+        """Measure what the stage did (``wrapper``: unwrapped), before the wrapper is dropped."""
+
+    def check(self, ctx, meta_model) -> None:
         classifier_head(meta_model, self.name)  # before any weights load
-        super().load_data(raw, meta_model)
 
-    def stages(self, data: "RunData") -> list[Stage]:
-        stage = self.recipe.source_stage(data)
-        stage.aux = self.unlabeled["train"]
-        stage.loss_fn = self.step_loss()
-        return [stage]
+    def plan(self, ctx, stages: list[Stage]) -> list[Stage]:
+        self.target_texts = len(ctx.data.target_text["train"])
+        return [dataclasses.replace(stage, aux=ctx.data.target_text["train"], loss_fn=self.step_loss())
+                if source_labelled(stage) else stage for stage in stages]
 
-    def before_stage(self, stage: Stage, model: nn.Module) -> nn.Module:
-        return self.wrap(model)
+    def enter_stage(self, ctx, stage: Stage, model):
+        return stage, (self.wrap(model) if stage.aux is not None and source_labelled(stage) else model)
 
-    def final_model(self, engine, model: nn.Module) -> nn.Module:
-        return unwrap(engine.accelerator, model).classifier  # the rest of the wrapper stays behind
+    def leave_stage(self, ctx, stage: Stage, model, result):
+        if stage.aux is None or not source_labelled(stage):
+            return model
+        wrapper = unwrap(ctx.engine.accelerator, model)
+        self.after_stage(ctx, wrapper)
+        return wrapper.classifier  # the rest of the wrapper stays behind
 
     def results(self) -> dict:
-        return {self.name: {**self.settings_report(), "target_texts": len(self.unlabeled["train"]),
+        return {self.name: {**self.settings_report(), "target_texts": self.target_texts,
                             "features": "input of the classifier's head"}}

@@ -50,6 +50,14 @@ class Stage:
     # checkpoint that state as step 0, so that selection keeps it when training does not beat it.
     # With ``num_epochs`` 0 the fit is the whole stage.
     fit_head: bool = False
+    # Whose labels ``train`` carries: ("source",), ("target",), both, or () (a masked-LM stage).
+    # `strategy.label_shift` applies when the last stage trains on the source's labels alone.
+    label_roles: tuple = ("source",)
+    # A strategy's ``enter_stage`` builds this stage's model (e.g. a masked LM), not the run.
+    builds_model: bool = False
+    # A stage that starts a new classifier (the previous one left none) builds it on this
+    # encoder folder instead of `model.name_or_path` (e.g. the one `tapt` adapted).
+    start_from: Optional[str] = None
 
 
 @dataclass

@@ -127,8 +127,8 @@ def data_path(folder: Path, model: str, batches: int | None) -> dict:
         accelerator = recipe._start()
         recipe._prepare_output_dir(accelerator)
         with accelerator.main_process_first():  # as Recipe.run
-            data, tokenizer = recipe._prepare_data()
-        stage = recipe.strategy.mlm_stage()
+            data, tokenizer, _ = recipe._prepare_data()
+        stage = recipe.chain[0].mlm_stage(recipe.context)
     prepared = time.perf_counter()
     with AnonPeak() as epoch_peak:
         cfg = stage.training  # the training loader as Engine._prepare builds it
