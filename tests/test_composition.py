@@ -33,15 +33,15 @@ def test_a_composition_is_a_list_in_yaml_and_on_the_command_line(tmp_path):
     config = load_config("recipes/configs/domain_adaptation_semi_supervised.yaml")
     assert config.strategy.chain == ("tapt", "sequential") and config.strategy.label == "tapt+sequential"
     # Each strategy keeps its own settings.
-    assert config.strategy.options["tapt"].mlm_num_epochs == 2
-    assert config.strategy.options["sequential"] == registry.options_for("sequential")
-    assert config.strategy.target_min_steps == 100
+    assert config.strategy.options["tapt"].mlm_num_epochs == 1
+    assert config.strategy.options["sequential"].target_num_epochs == 10
+    assert config.strategy.options["sequential"].target_min_steps == 100
     parsed = parse_args(["--strategy.name", "[dann,sequential]", "--strategy.dann_weight", "0.5"])
     assert parsed.strategy.chain == ("dann", "sequential") and parsed.strategy.options["dann"].dann_weight == 0.5
     assert parse_args(["--strategy.name", "[coral]"]).strategy.name == "coral"  # a list of one is the name
     # The settings round-trip: to_dict writes them where YAML has them.
     data = config.to_dict()["strategy"]
-    assert data["name"] == ["tapt", "sequential"] and data["mlm_num_epochs"] == 2
+    assert data["name"] == ["tapt", "sequential"] and data["mlm_num_epochs"] == 1
     assert "compose" in format_help().lower() or "[tapt, sequential]" in format_help()
 
 
@@ -172,3 +172,16 @@ def test_a_composition_from_the_command_line_in_two_processes(tiny_overrides, tm
     for role in ("source", "target"):
         for split in ("validation", "test"):  # each row evaluated once
             assert results["eval_matrix"][f"{role}/{split}"]["n"] == results["data"][role]["splits"][split]
+
+
+def test_target_stage_settings_belong_to_the_strategies_with_a_target_stage(tiny_overrides, tmp_path):
+    with pytest.raises(ConfigError, match=r"`strategy.target_min_steps` is a setting of .*`sequential`.*, but "
+                                          r"`strategy.name` is 'dann'"):
+        load_config(overrides={**tiny_overrides, "strategy.name": "dann", "strategy.target_min_steps": 5})
+    # `auto` gives its target-stage budget to every candidate with a target stage (and target_only).
+    recipe = DomainAdaptationRecipe(load_config(overrides={**tiny_overrides, "strategy.name": "auto",
+                                                          "strategy.target_min_steps": 7}))
+    shared = {"target_min_steps": 7}
+    assert recipe.candidate(["tapt", "sequential"], shared=shared).config.strategy.options["sequential"].target_min_steps == 7
+    target_only = recipe.candidate("sequential", arm="target_only", shared=shared)
+    assert target_only.chain[0].options.target_min_steps == 7

@@ -168,10 +168,15 @@ def test_l2sp_with_lora_penalises_the_adapter_delta(source_classifier):
     ({"strategy.name": "l2sp", "tuning.method": "frozen"}, "nothing to pull toward the source"),
     ({"strategy.name": "dann"}, "choose one of finetune, l2sp"),
     ({"strategy.label_map": {"a": "b"}}, "`strategy.label_map` is a setting of `label_map`"),
+    # The target-stage settings belong to the strategies with a target stage.
+    ({"strategy.name": "dann", "strategy.target_num_epochs": 2}, "`strategy.target_num_epochs` is a setting of"),
 ])
 def test_config_errors(cs_overrides, change, message):
+    overrides = {**cs_overrides, **change}
+    if "strategy.target_num_epochs" not in change and change.get("strategy.name") == "dann":
+        del overrides["strategy.target_num_epochs"]  # the name's own problem alone
     with pytest.raises(ConfigError, match=message):
-        ConditionalShiftRecipe(load_config(overrides={**cs_overrides, **change}))
+        ConditionalShiftRecipe(load_config(overrides=overrides))
 
 
 def test_a_plain_encoder_is_not_a_source_classifier(cs_overrides, tiny_model):

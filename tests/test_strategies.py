@@ -53,10 +53,14 @@ def test_readme_strategy_table_matches_the_registry():
 
 
 def test_option_names_are_unique_across_strategies_unless_shared_by_class():
+    """An option name means one thing: one options class defines it (others may inherit it,
+    e.g. the target-stage settings every strategy with a target stage has)."""
     by_name = {}
     for name in registry.names():
-        for f in dataclasses.fields(registry.get(name).options_class):
-            by_name.setdefault(f.name, set()).add(registry.get(name).options_class)
+        cls = registry.get(name).options_class
+        for f in dataclasses.fields(cls):
+            owner = next(c for c in reversed(cls.__mro__) if f.name in getattr(c, "__dataclass_fields__", {}))
+            by_name.setdefault(f.name, set()).add(owner)
     assert all(len(classes) == 1 for classes in by_name.values()), by_name
 
 

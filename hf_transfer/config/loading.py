@@ -93,8 +93,13 @@ def _with_strategy_options(strategy: "StrategyConfig", data: dict, path: str,
     where = path or "strategy"
     classes = {name: type(registry.options_for(name)) for name in strategy.chain}
     owned = {f.name for cls in classes.values() for f in dataclasses.fields(cls)}
+    # A name no strategy has is the recipe's problem to report (with the scenario's choices);
+    # whose setting a key is says nothing then.
+    named = all(name in registry.names() for name in strategy.chain)
     for key in [k for k in data if k not in owned]:
         owners = registry.strategies_with_option(key)
+        if owners and not named:
+            continue
         if owners:
             problems.append(
                 f"`{where}.{key}` is a setting of {', '.join(f'`{o}`' for o in owners)}, but "

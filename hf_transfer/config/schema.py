@@ -391,18 +391,6 @@ class StrategyConfig:
         "`em` (Saerens et al. 2002); folded into the output layer, so the saved model carries it. "
         "`none` keeps the source's. See docs/recipes.md."
     )
-    target_num_epochs: float = setting(
-        10, "`sequential`: epochs on the few labelled target examples after the source stage."
-    )
-    target_min_steps: int = setting(
-        0, "Stages on the labelled target data (`sequential`, `few_shot`, the label-space and "
-        "conditional-shift strategies, the `target_only` baseline): at least this many optimizer "
-        "steps, however few the examples (16 examples are one step an epoch); such a stretched "
-        "stage evaluates every tenth of its steps. 0: `target_num_epochs` alone decides."
-    )
-    target_learning_rate: Optional[float] = setting(
-        None, "`sequential`/`few_shot`: learning rate of the target stage; null reuses the source stage's."
-    )
     source_model: Optional[str] = setting(
         None, "Label-space/conditional-shift recipes: the source classifier to start from — a model "
         "folder saved by hf_transfer (a full model, or a LoRA adapter: merged into its base first) "
@@ -462,12 +450,6 @@ class StrategyConfig:
             if id(options) not in seen:
                 seen.add(id(options))
                 out += options.problems(path)
-        if self.target_num_epochs <= 0:
-            out.append(f"`{path}.target_num_epochs` must be positive.")
-        if self.target_min_steps < 0:
-            out.append(f"`{path}.target_min_steps` is {self.target_min_steps}: use 0 or more.")
-        if self.target_learning_rate is not None and self.target_learning_rate <= 0:
-            out.append(f"`{path}.target_learning_rate` must be positive or null.")
         if self.source_model is not None and not self.source_model.strip():
             out.append(f"`{path}.source_model` is empty: give a model folder or Hub id, or null.")
         for name in self.baselines:

@@ -55,6 +55,7 @@ from ..modeling import (build_on_meta, check_max_length, describe_model, load_cl
 from ..report import write_report_safely
 from ..saving import save_classifier
 from ..strategies import registry
+from ..strategies.registry import TargetStageOptions, target_stage_settings
 from ..strategies.base import SOURCE_ONLY_ARM, TARGET_ONLY_ARM, RunContext, Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
 from ..strategies.chain import build_chain, chain_needs, chain_problems, plan_stages
@@ -130,7 +131,10 @@ class Recipe:
         if self.arm == SOURCE_ONLY:
             return [SourceStageOnly(self.config)]
         if self.arm == TARGET_ONLY:
-            return [TargetStageOnly(self.config, self.transfer_needs)]
+            # The target stage as the transfer strategies would run it.
+            settings = next((s.options for s in transfer if isinstance(s.options, TargetStageOptions)),
+                            TargetStageOptions())
+            return [TargetStageOnly(self.config, self.transfer_needs, settings)]
         return transfer
 
     def load_data(self) -> RunData:
@@ -268,9 +272,9 @@ class Recipe:
                      learning_rate=self.learning_rate, num_epochs=cfg.training.num_epochs,
                      select_on=f"{cfg.strategy.select_on}/validation")
 
-    def target_stage(self, data: RunData) -> Stage:
-        """Continue on the labelled target training data; select on `target/validation`."""
-        cfg = self.config.strategy
+    def target_stage(self, data: RunData, cfg: TargetStageOptions) -> Stage:
+        """Continue on the labelled target training data, with the budget of the strategy's
+        target-stage settings ``cfg``; select on `target/validation`."""
         return Stage(name="target", train=data.target["train"], training=self.config.training,
                      learning_rate=cfg.target_learning_rate or self.learning_rate,
                      num_epochs=cfg.target_num_epochs, min_updates=cfg.target_min_steps,
@@ -502,11 +506,12 @@ class Recipe:
         nested.nested = True
         return nested.run()
 
-    def candidate(self, strategy, arm: Optional[str] = None) -> "Recipe":
+    def candidate(self, strategy, arm: Optional[str] = None, shared: Optional[dict] = None) -> "Recipe":
         """A nested run of this scenario (not started) with strategy ``strategy`` (a name, or a
-        list of names to compose) at its default options (and its tuning method, where it works
-        with one only), or a baseline ``arm`` of it, in `output.dir/candidates/<arm or
-        strategy>/`, for `auto`. Raises ConfigError when the run's data or settings do not allow it."""
+        list of names to compose) at its default options — but for the settings in ``shared``,
+        given to every strategy that has them — (and its tuning method, where it works with one
+        only), or a baseline ``arm`` of it, in `output.dir/candidates/<arm or strategy>/`, for
+        `auto`. Raises ConfigError when the run's data or settings do not allow it."""
         cfg = self.config
         names = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
         needs = chain_needs([registry.get(n)(cfg) for n in names if n in registry.names()])
@@ -516,8 +521,13 @@ class Recipe:
         tuning = cfg.tuning
         if needs.tuning_methods is not None and len(needs.tuning_methods) == 1:  # e.g. `linear_probe`: frozen
             tuning = dataclasses.replace(tuning, method=needs.tuning_methods[0])
+        options = {}
+        for name in names:
+            defaults = registry.options_for(name)
+            own = {k: v for k, v in (shared or {}).items() if hasattr(defaults, k)}
+            options[name] = dataclasses.replace(defaults, **own)
         config = dataclasses.replace(cfg, data=data, tuning=tuning, strategy=dataclasses.replace(
-            cfg.strategy, name=names[0] if len(names) == 1 else names, options={}))
+            cfg.strategy, name=names[0] if len(names) == 1 else names, options=options))
         label = "+".join(names)
         config = nested_config(config, self.layout.candidate_run(arm or label), cfg.training.seed)
         nested = type(self)(config, arm=arm)
@@ -595,10 +605,11 @@ class Recipe:
             return
         before = flat_config(json.loads(self.layout.config.read_text(encoding="utf-8")))
         now = flat_config(self.config.to_dict())
-        # A setting the run's version did not have yet (a newer version added it) is not a change.
+        # A setting one of the two versions does not have (added since, or now a setting of
+        # strategies this run does not use) is not a change.
         changed = [f"`{key}` was {before.get(key)!r}, now {now.get(key)!r}"
                    for key in sorted(before)
-                   if before[key] != now.get(key) and not key.startswith(FREE_ON_RESUME)]
+                   if key in now and before[key] != now[key] and not key.startswith(FREE_ON_RESUME)]
         if changed:
             raise ConfigError(
                 f"`output.resume_from_checkpoint` continues the run in {str(self.run_dir)!r}, "

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..training import StageResult
 from .base import INDUCTIVE, TARGET_ONLY_ARM, Needs, Strategy
 from . import registry
-from .registry import StrategyOptions, register_strategy
+from .registry import TargetStageOptions, register_strategy, target_stage_settings
 
 SELECT_ON = "target/validation"
 
@@ -32,7 +32,9 @@ DEFAULT_COMPOSITIONS = (["tapt", "sequential"],)
 
 
 @dataclass
-class AutoOptions(StrategyOptions):
+class AutoOptions(TargetStageOptions):
+    """Its own settings, and the target-stage budget it gives every candidate with a target stage."""
+
     candidates: list = setting(
         [], "`auto`: the strategies to try (and `target_only`); a composition is a list, e.g. "
             "[sequential, [tapt, sequential]]. Empty: every strategy of the scenario that the data "
@@ -42,7 +44,7 @@ class AutoOptions(StrategyOptions):
     )
 
     def problems(self, path: str) -> list[str]:
-        out = []
+        out = super().problems(path)
         labels = [chain_label(c) for c in self.candidates]
         if any("auto" in (c if isinstance(c, list) else [c]) for c in self.candidates):
             out.append(f"`{path}.candidates` lists `auto` itself: list the strategies to choose among.")
@@ -94,9 +96,10 @@ class Auto(Strategy):
         scores, skipped, label_shift, best = {}, {}, {}, None
         for candidate in self.candidate_names(ctx):
             name = chain_label(candidate)
+            shared = target_stage_settings(self.options)
             try:  # target_only: the target stage as `sequential` would train it
-                run = (ctx.candidate("sequential", arm=TARGET_ONLY_ARM) if name == TARGET_ONLY_ARM
-                       else ctx.candidate(candidate))
+                run = (ctx.candidate("sequential", arm=TARGET_ONLY_ARM, shared=shared) if name == TARGET_ONLY_ARM
+                       else ctx.candidate(candidate, shared=shared))
             except ConfigError as err:
                 skipped[name] = str(err).replace("\n", " ")
                 accelerator.print(f"[auto] {name}: skipped ({skipped[name]})")

@@ -93,9 +93,10 @@ class RunContext:
     layout: "RunLayout"
     data: RunData
     needs: Needs
-    # The scenario's stage factories: train on the labelled source / the labelled target examples.
+    # The scenario's stage factories: train on the labelled source; on the labelled target
+    # examples, with the budget of a strategy's target-stage settings (TargetStageOptions).
     source_stage: Callable[[RunData], Stage]
-    target_stage: Callable[[RunData], Stage]
+    target_stage: Callable[[RunData, StrategyOptions], Stage]
     # A fresh classifier for the run's labels on the pretrained encoder (or ``model_config``).
     build_classifier: Callable[..., torch.nn.Module]
     # Modules of the model being trained that its checkpoint lacked (e.g. a new head).

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..tuning import head_modules
 from .base import Needs
 from .finetune import Finetune
-from .registry import StrategyOptions, register_strategy
+from .registry import TargetStageOptions, register_strategy
 
 
 class L2SP:
@@ -77,16 +77,17 @@ class L2SP:
 
 
 @dataclass
-class L2spOptions(StrategyOptions):
+class L2spOptions(TargetStageOptions):
     l2sp_alpha: float = setting(
         0.1, "`l2sp`: strength alpha of the penalty alpha/2 * ||w - w_source||^2 on the encoder "
         "weights that train (Li et al. 2018 use 0.1)."
     )
 
     def problems(self, path: str) -> list[str]:
+        out = super().problems(path)
         if self.l2sp_alpha < 0:
-            return [f"`{path}.l2sp_alpha` is {self.l2sp_alpha}: use a value of at least 0."]
-        return []
+            out.append(f"`{path}.l2sp_alpha` is {self.l2sp_alpha}: use a value of at least 0.")
+        return out
 
 
 @register_strategy

@@ -10,7 +10,7 @@ from typing import Optional
 from ..config import setting
 from ..errors import ConfigError
 from .new_head import NewHead
-from .registry import StrategyOptions, register_strategy
+from .registry import TargetStageOptions, register_strategy
 
 
 def resolve_label_map(target_labels: list[str], source_labels: Optional[list[str]],
@@ -41,7 +41,7 @@ def resolve_label_map(target_labels: list[str], source_labels: Optional[list[str
 
 
 @dataclass
-class LabelMapOptions(StrategyOptions):
+class LabelMapOptions(TargetStageOptions):
     label_map: Optional[dict] = setting(
         None, "`label_map` strategy: {target_label: source_label}; those rows of the new head "
         "start as the source head's rows (labels with the same name are matched as well)."
@@ -52,8 +52,8 @@ class LabelMapOptions(StrategyOptions):
                 isinstance(v, (str, int)) and not isinstance(v, bool)
                 for pair in self.label_map.items() for v in pair):
             return [f"`{path}.label_map` must map target label names to source label names, "
-                    f"e.g. {{sport: sports}}; got {self.label_map!r}."]
-        return []
+                    f"e.g. {{sport: sports}}; got {self.label_map!r}."] + super().problems(path)
+        return super().problems(path)
 
 
 @register_strategy

@@ -24,4 +24,4 @@ class LpFt(NewHead):
                   tuning_reason="needs a method for its fine-tuning stage (the probe already fits the head alone)")
 
     def plan(self, ctx, stages) -> list[Stage]:
-        return stages + [dataclasses.replace(ctx.target_stage(ctx.data), fit_head=True)]
+        return stages + [dataclasses.replace(ctx.target_stage(ctx.data, self.options), fit_head=True)]

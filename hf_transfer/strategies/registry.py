@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
+
+from ..config import setting
 
 _STRATEGIES: dict[str, type] = {}
 
@@ -18,6 +21,39 @@ class StrategyOptions:
     def problems(self, path: str) -> list[str]:
         """Each wrong value, naming the field (``{path}.name``) and the fix."""
         return []
+
+
+@dataclass
+class TargetStageOptions(StrategyOptions):
+    """The settings of a stage on the labelled target examples: the options of every strategy
+    that plans one (and of `auto`, which passes them on to its candidates, and so to the
+    `target_only` baseline)."""
+
+    target_num_epochs: float = setting(
+        10, "Epochs of the target stage on the labelled target examples.")
+    target_min_steps: int = setting(
+        0, "The target stage runs at least this many optimizer steps, however few the examples "
+        "(16 examples are one step an epoch); such a stretched stage evaluates every tenth of its "
+        "steps. 0: `target_num_epochs` alone decides.")
+    target_learning_rate: Optional[float] = setting(
+        None, "Learning rate of the target stage; null: the run's (`training.learning_rate(s)`).")
+
+    def problems(self, path: str) -> list[str]:
+        out = []
+        if self.target_num_epochs <= 0:
+            out.append(f"`{path}.target_num_epochs` must be positive.")
+        if self.target_min_steps < 0:
+            out.append(f"`{path}.target_min_steps` is {self.target_min_steps}: use 0 or more.")
+        if self.target_learning_rate is not None and self.target_learning_rate <= 0:
+            out.append(f"`{path}.target_learning_rate` must be positive or null.")
+        return out
+
+
+def target_stage_settings(options) -> dict:
+    """The target-stage settings among ``options`` (empty when it has none)."""
+    if not isinstance(options, TargetStageOptions):
+        return {}
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(TargetStageOptions)}
 
 
 def register_strategy(cls: type) -> type:

@@ -1,12 +1,13 @@
 """Inductive transfer: the source stage, then continued training on labelled target examples
 (``data.target.k_shot`` per class when set). The target stage selects on
-``target/validation`` (`strategy.target_num_epochs`, `strategy.target_learning_rate`)."""
+``target/validation`` (its options: `strategy.target_num_epochs`, `target_min_steps`,
+`target_learning_rate`)."""
 
 from __future__ import annotations
 
 from ..training import Stage
 from .base import INDUCTIVE, Needs, Strategy
-from .registry import register_strategy
+from .registry import TargetStageOptions, register_strategy
 
 
 @register_strategy
@@ -15,10 +16,11 @@ class Sequential(Strategy):
     scenarios = ("domain_adaptation",)
     family = INDUCTIVE
     summary = "the source stage, then continue on the labelled target examples"
+    options_class = TargetStageOptions
     needs = Needs(target_labels=True)
 
     def plan(self, ctx, stages) -> list[Stage]:
-        return stages + [ctx.target_stage(ctx.data)]
+        return stages + [ctx.target_stage(ctx.data, self.options)]
 
 
 @register_strategy

@@ -9,14 +9,16 @@ from typing import Optional
 
 from ..training import Stage
 from .base import INDUCTIVE, Needs, Strategy
+from .registry import TargetStageOptions
 
 
 class TargetStageStrategy(Strategy):
     family = INDUCTIVE
+    options_class = TargetStageOptions
     needs = Needs(target_labels=True)
 
     def plan(self, ctx, stages) -> list[Stage]:
-        return stages + [ctx.target_stage(ctx.data)]
+        return stages + [ctx.target_stage(ctx.data, self.options)]
 
     def head_rows(self, target_labels: list[str], source_labels: Optional[list[str]]) -> Optional[dict]:
         """{target label: source label} whose rows of a new head start as the source head's
