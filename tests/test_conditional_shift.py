@@ -166,7 +166,7 @@ def test_l2sp_with_lora_penalises_the_adapter_delta(source_classifier):
     ({"strategy.name": "l2sp", "strategy.l2sp_alpha": 0}, "needs a positive strength"),
     ({"strategy.name": "l2sp", "strategy.l2sp_alpha": -1}, "`strategy.l2sp_alpha` is -1"),
     ({"strategy.name": "l2sp", "tuning.method": "frozen"}, "nothing to pull toward the source"),
-    ({"strategy.name": "dann"}, "choose one of finetune, l2sp"),
+    ({"strategy.name": "dann"}, "choose one of linear_probe, finetune, l2sp, auto"),
     ({"strategy.label_map": {"a": "b"}}, "`strategy.label_map` is a setting of `label_map`"),
     # The target-stage settings belong to the strategies with a target stage.
     ({"strategy.name": "dann", "strategy.target_num_epochs": 2}, "`strategy.target_num_epochs` is a setting of"),
@@ -191,3 +191,15 @@ def test_target_labels_must_be_the_source_classifiers(cs_overrides, tiny_data, t
     overrides = {**cs_overrides, "data.target": {"files": {"train": str(renamed)}}}
     with pytest.raises(DataError, match=r"labels the source never had: \['meh'\]"):
         ConditionalShiftRecipe(load_config(overrides=overrides)).run()
+
+
+def test_auto_in_conditional_shift(cs_overrides, tmp_path):
+    run_dir = tmp_path / "auto"
+    results = ConditionalShiftRecipe(load_config(overrides={
+        **cs_overrides, "strategy.name": "auto", "strategy.candidates": ["finetune", "target_only"],
+        "output.dir": str(run_dir)})).run()
+    assert sorted(results["auto"]["scores"]) == ["finetune", "target_only"]
+    # The kept run's report: the source classifier as it was, and what adaptation changed.
+    chosen = json.loads((run_dir / "candidates" / results["auto"]["chosen"] / "results.json").read_text())
+    assert results["no_adaptation"] == chosen["no_adaptation"] and "adaptation" in results
+    assert (run_dir / "model" / "config.json").is_file()

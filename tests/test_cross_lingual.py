@@ -120,3 +120,16 @@ def test_config_errors_before_anything_loads(cl_overrides, change, message):
             overrides[key] = value
     with pytest.raises(ConfigError, match=message):
         CrossLingualRecipe(load_config(overrides=overrides))
+
+
+def test_auto_across_languages_skips_what_the_data_does_not_allow(cl_overrides, tmp_path):
+    """Default candidates: every cross-lingual strategy and `target_only`; `multi_source` needs
+    two source languages, which this data has not: skipped with the reason."""
+    overrides = {**cl_overrides, "strategy.name": "auto", "strategy.target_num_epochs": 1,
+                 "output.dir": str(tmp_path / "auto")}
+    overrides["data.target"] = {**overrides["data.target"], "k_shot": 3}
+    results = CrossLingualRecipe(load_config(overrides=overrides)).run()
+    auto = results["auto"]
+    assert sorted(auto["scores"]) == ["few_shot", "target_only", "zero_shot"]
+    assert list(auto["skipped"]) == ["multi_source"] and "two or more source languages" in auto["skipped"]["multi_source"]
+    assert results["languages"]  # the kept run's per-language report

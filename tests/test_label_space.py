@@ -207,7 +207,7 @@ def test_a_plain_encoder_as_source_is_the_no_transfer_baseline(ls_overrides, tin
     ({"strategy.name": "lp_ft", "tuning.method": "frozen"}, "the probe already fits the head"),
     ({"strategy.source_model": None, "strategy.select_on": "target"}, "can only select on `source`"),
     ({"strategy.source_model": None, "strategy.evaluate_source": False}, "`strategy.evaluate_source` is false"),
-    ({"strategy.name": "copy_head"}, "choose one of new_head, lp_ft, label_map"),
+    ({"strategy.name": "copy_head"}, "choose one of linear_probe, new_head, lp_ft, label_map, auto"),
 ])
 def test_config_errors_before_anything_loads(ls_overrides, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -249,3 +249,25 @@ def test_source_data_must_fit_the_source_classifier(ls_overrides, label_files, m
                                                  "label_column": "topic"}}
     with pytest.raises(DataError, match=r"does not know: \['airline', 'apple'\]"):
         LabelSpaceRecipe(load_config(overrides=overrides)).run()
+
+
+def test_auto_chooses_among_the_label_space_strategies_and_saves_the_kept_one(ls_overrides, tmp_path):
+    """`auto` in the label-space scenario: each strategy (and the frozen-encoder probe and
+    `target_only`) is a run of its own from the given source classifier; the kept one's
+    classifier is evaluated again, saved with the target's labels, and its scenario report is
+    this run's."""
+    run_dir = tmp_path / "auto"
+    overrides = {**ls_overrides, "strategy.name": "auto", "strategy.target_num_epochs": 1,
+                 "strategy.candidates": ["new_head", "lp_ft", "linear_probe", "target_only"],
+                 "output.dir": str(run_dir)}
+    results = LabelSpaceRecipe(load_config(overrides=overrides)).run()
+    auto = results["auto"]
+    assert sorted(auto["scores"]) == ["linear_probe", "lp_ft", "new_head", "target_only"] and not auto["skipped"]
+    validation = {name: s["target/validation"] for name, s in auto["scores"].items()}
+    assert auto["chosen"] == max(validation, key=validation.get)
+    for split, score in auto["scores"][auto["chosen"]].items():
+        assert results["eval_matrix"][split]["macro_f1"] == pytest.approx(score, abs=1e-9)
+    chosen = json.loads((run_dir / "candidates" / auto["chosen"] / "results.json").read_text())
+    assert results["source_model"] == chosen["source_model"] and results["head_init"] == chosen["head_init"]
+    classifier = load_classifier(run_dir / "model")
+    assert set(classifier.predict(["the match ended in a draw"])) <= set(results["labels"])

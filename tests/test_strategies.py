@@ -17,9 +17,9 @@ from hf_transfer.strategies import FAMILIES, registry
 SCENARIOS = {
     "domain_adaptation": (DomainAdaptationRecipe, ("source_only", "sequential", "linear_probe", "multi_task", "tapt", "dapt", "dann",
                                                  "coral", "self_training", "auto")),
-    "cross_lingual": (CrossLingualRecipe, ("zero_shot", "few_shot", "multi_source")),
-    "label_space": (LabelSpaceRecipe, ("new_head", "lp_ft", "label_map")),
-    "conditional_shift": (ConditionalShiftRecipe, ("finetune", "l2sp")),
+    "cross_lingual": (CrossLingualRecipe, ("zero_shot", "few_shot", "multi_source", "auto")),
+    "label_space": (LabelSpaceRecipe, ("linear_probe", "new_head", "lp_ft", "label_map", "auto")),
+    "conditional_shift": (ConditionalShiftRecipe, ("linear_probe", "finetune", "l2sp", "auto")),
 }
 
 
@@ -110,7 +110,7 @@ def test_a_new_strategy_is_one_class_and_one_registration(plugin, tiny_overrides
     with pytest.raises(ConfigError, match="`strategy.second_epochs` must be positive"):
         DomainAdaptationRecipe(load_config(overrides={**overrides, "strategy.second_epochs": 0}))
     # Other scenarios do not accept it.
-    with pytest.raises(ConfigError, match="`strategy.name` is 'source_twice': choose one of finetune, l2sp"):
+    with pytest.raises(ConfigError, match="`strategy.name` is 'source_twice': choose one of linear_probe, finetune, l2sp, auto"):
         ConditionalShiftRecipe(load_config(overrides={**overrides}))
 
 

@@ -109,6 +109,8 @@ class Recipe:
         self.run_dir = self.layout.root
         self.new_modules: list[str] = getattr(self, "new_modules", [])
         self.labelled_target: dict = {}
+        self.chosen_run: Optional["Recipe"] = None  # `auto`: the candidate run it kept
+        self.scenario_results: dict = {}  # the scenario's own sections of results.json
         self.results: Optional[dict] = None
         self.model: Optional[torch.nn.Module] = None  # the final classifier (unwrapped)
         self.label_shift: Optional[dict] = None  # `strategy.label_shift`: what it estimated
@@ -255,9 +257,14 @@ class Recipe:
         cfg = self.config
         for strategy in self.chain:
             model, state_dict = strategy.model_to_save(self.context, model, state_dict)
-        save_classifier(model, tokenizer, self.layout.model, data.labels.names,
-                        cfg.model.name_or_path, cfg.model.max_length, cfg.tuning.method,
-                        state_dict=state_dict, text_prefix=cfg.model.text_prefix)
+        model, state_dict, base = self.saved_base(model, state_dict)
+        save_classifier(model, tokenizer, self.layout.model, data.labels.names, base, cfg.model.max_length,
+                        cfg.tuning.method, state_dict=state_dict, text_prefix=cfg.model.text_prefix)
+
+    def saved_base(self, model, state_dict: Optional[dict]):
+        """The model and weights to save and the base model its folder names. Default: as they
+        are, on `model.name_or_path`."""
+        return model, state_dict, self.config.model.name_or_path
 
     # --- stages and models the scenarios and strategies share ---------------------------------
 
@@ -320,7 +327,7 @@ class Recipe:
                         cfg.training.pad_to_multiple_of)
         self.context = dataclasses.replace(self.context, engine=engine, eval_sets=self.eval_sets(data))
         if self.needs.runs_candidates:  # `auto`: the chosen candidate's classifier
-            model, results_of_stages = self.chain[0].choose(self.context)
+            model, results_of_stages, self.chosen_run = self.chain[0].choose(self.context)
         else:
             model, results_of_stages = self._train_stages(stages, plan)
         if self.corrects_label_shift(stages):
@@ -449,6 +456,9 @@ class Recipe:
         eval_seconds = time.perf_counter() - eval_started
         # Collective: under FSDP the full weights are gathered before the main process saves.
         state_dict = full_state_dict(accelerator, model) if cfg.output.save_model else None
+        # `auto` trained nothing itself: the scenario's report is that of the run it kept.
+        self.scenario_results = self.chosen_run.scenario_results if self.chosen_run is not None \
+            else self.extra_results(data, matrix)
         results = run_results(self, data, matrix, results_of_stages, accelerator, {
             "data_seconds": round(data_seconds, 3),
             "train_seconds": round(sum(r.train_seconds for r in results_of_stages), 3),

@@ -26,7 +26,7 @@ def run_results(recipe: "Recipe", data: "RunData", matrix: dict, stages: list, a
         "strategy": cfg.strategy.name,
         "labels": list(data.labels.names),
         "eval_matrix": matrix,
-        **recipe.extra_results(data, matrix),
+        **recipe.scenario_results,
         **{k: v for strategy in recipe.chain for k, v in strategy.results().items()},
         "labelled_target_examples": recipe.labelled_target,
         "best_step": {s.name: s.best_step for s in stages},

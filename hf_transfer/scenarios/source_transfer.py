@@ -35,7 +35,7 @@ from ..training import Engine, Stage, unwrap
 from ..errors import ConfigError, DataError
 from ..modeling import describe_model, load_classifier_model
 from ..run.pipeline import TARGET_ONLY, Recipe, RunData
-from ..saving import save_classifier, standalone_classifier
+from ..saving import standalone_classifier
 from ..source_model import SourceInfo, SourceModel, describe_source, load_source_model, source_from_trained
 from ..tuning import apply_tuning
 
@@ -261,15 +261,12 @@ class SourceTransferRecipe(Recipe):
 
     # --- saving ---------------------------------------------------------------------------------
 
-    def save_model(self, model, tokenizer, data: RunData, state_dict: Optional[dict]) -> None:
-        cfg = self.config
-        source = self.source
+    def saved_base(self, model, state_dict: Optional[dict]):
+        source = self.source if self.chosen_run is None else self.chosen_run.source  # `auto`: the kept run's
         if hasattr(model, "peft_config") and source.loadable_base is None:
             model, state_dict = standalone_classifier(
                 model, "its base (the source classifier) is not a model that can be loaded again"), None
-        save_classifier(model, tokenizer, self.layout.model, data.labels.names,
-                        source.loadable_base or source.base_model, cfg.model.max_length,
-                        cfg.tuning.method, state_dict=state_dict, text_prefix=cfg.model.text_prefix)
+        return model, state_dict, source.loadable_base or source.base_model
 
     def source_report(self) -> dict:
         source = self.source

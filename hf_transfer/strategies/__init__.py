@@ -10,8 +10,8 @@ from .registry import StrategyOptions, register_strategy
 
 # Built-in strategies (each module registers its classes when imported).
 from . import source_only, sequential, linear_probe, multi_task, multi_source, tapt_dapt, dann, coral, self_training  # noqa: E402,F401  isort: skip
-from . import auto  # noqa: E402,F401  isort: skip  (after the strategies it chooses among)
 from . import new_head, lp_ft, label_map, finetune, l2sp  # noqa: E402,F401  isort: skip
+from . import auto  # noqa: E402,F401  isort: skip  (after the strategies it chooses among)
 
 __all__ = ["FAMILIES", "INDUCTIVE", "SOURCE_ONLY", "TRANSDUCTIVE", "UNSUPERVISED", "Needs", "RunContext", "Strategy",
            "StrategyOptions",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import setting
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..training import StageResult
 from .base import INDUCTIVE, TARGET_ONLY_ARM, Needs, Strategy
 from . import registry
@@ -61,7 +61,7 @@ def chain_label(names) -> str:
 @register_strategy
 class Auto(Strategy):
     name = "auto"
-    scenarios = ("domain_adaptation",)
+    scenarios = ("domain_adaptation", "cross_lingual", "label_space", "conditional_shift")
     family = INDUCTIVE  # it reads the target's validation labels to choose
     summary = "try the strategies the data allows and `target_only`; keep the best on target validation"
     options_class = AutoOptions
@@ -75,7 +75,7 @@ class Auto(Strategy):
     def candidate_names(self, ctx) -> list:
         if self.options.candidates:
             return list(self.options.candidates)
-        singles = [n for n in ctx.strategy_names if n != self.name]
+        singles = [n for n in ctx.strategy_names if not registry.get(n).needs.runs_candidates]
         compositions = [c for c in DEFAULT_COMPOSITIONS if all(n in singles for n in c)] \
             if ctx.data.labelled_target else []
         return singles + compositions + [TARGET_ONLY_ARM]
@@ -90,35 +90,43 @@ class Auto(Strategy):
                                f"choose from {', '.join(sorted(known | {TARGET_ONLY_ARM}))}.")
         return out
 
+    @staticmethod
+    def target_stage_strategy(ctx) -> str:
+        """The scenario's first strategy with a target stage: what `target_only` trains."""
+        return next(n for n in ctx.strategy_names
+                    if isinstance(registry.options_for(n), TargetStageOptions) and not registry.get(n).needs.runs_candidates)
+
     def choose(self, ctx):
+        """Every candidate as a run of its own; returns the best one's classifier, its stages'
+        results and the run itself (its scenario's own report)."""
         metric = self.config.training.metric_for_best
         accelerator = ctx.engine.accelerator
+        shared = target_stage_settings(self.options)
         scores, skipped, label_shift, best = {}, {}, {}, None
         for candidate in self.candidate_names(ctx):
             name = chain_label(candidate)
-            shared = target_stage_settings(self.options)
-            try:  # target_only: the target stage as `sequential` would train it
-                run = (ctx.candidate("sequential", arm=TARGET_ONLY_ARM, shared=shared) if name == TARGET_ONLY_ARM
-                       else ctx.candidate(candidate, shared=shared))
-            except ConfigError as err:
+            try:  # target_only: the target stage as the scenario's inductive strategy would train it
+                run = (ctx.candidate(self.target_stage_strategy(ctx), arm=TARGET_ONLY_ARM, shared=shared)
+                       if name == TARGET_ONLY_ARM else ctx.candidate(candidate, shared=shared))
+                results = run.run()
+            except (ConfigError, DataError) as err:  # what this run's data or settings do not allow
                 skipped[name] = str(err).replace("\n", " ")
                 accelerator.print(f"[auto] {name}: skipped ({skipped[name]})")
                 continue
-            results = run.run()
             scores[name] = _scores(results, metric)
             label_shift[name] = results.get("label_shift")  # the candidate corrected itself
             if best is None or scores[name][SELECT_ON] > scores[best[0]][SELECT_ON]:
-                best = (name, run.model, results["stages"])
+                best = (name, run)
             del run
         if best is None:
             raise ConfigError("`auto` found no candidate it could run: " + "; ".join(
                 f"{n}: {why}" for n, why in skipped.items()))
-        chosen, model, stage_results = best
+        chosen, run = best
         self.report = {"select_on": SELECT_ON, "metric": metric, "chosen": chosen, "scores": scores,
                        "skipped": skipped, "runs": {n: f"candidates/{n}" for n in scores},
                        "label_shift": label_shift.get(chosen)}
         accelerator.print(_format(self.report))
-        return model, [StageResult(**s) for s in stage_results]
+        return run.model, [StageResult(**s) for s in run.results["stages"]], run
 
     def results(self) -> dict:
         return {"auto": self.report}

@@ -159,7 +159,8 @@ class Strategy:
         return model
 
     def choose(self, ctx: RunContext):
-        """``needs.runs_candidates`` only: ``(classifier, stage results)`` of the chosen run."""
+        """``needs.runs_candidates`` only: ``(classifier, stage results, run)`` of the chosen run
+        (a finished nested run of the scenario: its own report is the scenario's)."""
         raise NotImplementedError
 
     # --- outputs -----------------------------------------------------------------------------

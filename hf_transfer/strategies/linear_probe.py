@@ -1,7 +1,9 @@
-"""A reference for few-shot transfer: the pretrained encoder, frozen, with its output layer
-fitted as a logistic regression on the labelled target examples (:mod:`hf_transfer.probe`).
-Nothing else trains, so it shows what the representation alone gives the target: the floor
-that a fine-tuned strategy on the same examples should reach."""
+"""A reference for few-shot transfer: the encoder, frozen, with its output layer fitted as a
+logistic regression on the labelled target examples (:mod:`hf_transfer.probe`). Nothing else
+trains, so it shows what the representation alone gives the target: the floor that a
+fine-tuned strategy on the same examples should reach. The encoder is the pretrained one in
+domain adaptation, the source classifier's in label space and conditional shift (there the
+scenario brings the source classifier, and the probe fits the target head on it)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from .registry import register_strategy
 @register_strategy
 class LinearProbe(Strategy):
     name = "linear_probe"
-    scenarios = ("domain_adaptation",)
+    scenarios = ("domain_adaptation", "label_space", "conditional_shift")
     family = INDUCTIVE
     summary = "the frozen pretrained encoder, its output layer fitted on the labelled target examples"
     # A reference, not a step of a composition: its stage replaces the plan. The probe writes
