@@ -55,7 +55,7 @@ from ..modeling import (build_on_meta, check_max_length, describe_model, load_cl
 from ..report import write_report_safely
 from ..saving import save_classifier
 from ..strategies import registry
-from ..strategies.registry import TargetStageOptions, target_stage_settings
+from ..strategies.registry import TargetStageOptions
 from ..strategies.base import SOURCE_ONLY_ARM, TARGET_ONLY_ARM, RunContext, Strategy
 from ..strategies.baselines import SourceStageOnly, TargetStageOnly
 from ..strategies.chain import build_chain, chain_needs, chain_problems, plan_stages
@@ -82,6 +82,9 @@ class Recipe:
     scenario: ClassVar[str] = ""
     # Baselines (`strategy.baselines`) this scenario can run.
     baseline_choices: ClassVar[tuple[str, ...]] = (TARGET_ONLY, SOURCE_ONLY)
+    # Modules of the model being trained that its checkpoint lacked, beyond the new head (the
+    # source-transfer scenarios set them per run; never changed in place).
+    new_modules: list = []
 
     def __init__(self, config: RunConfig, arm: Optional[str] = None):
         self.config = config
@@ -91,11 +94,12 @@ class Recipe:
         problems = config.problems()
         names = config.strategy.chain
         if len(names) == 1 and names[0] not in self.strategy_names():
-            problems.append(choice_problem("strategy.name", names[0], self.strategy_names()))
+            name_problems = [choice_problem("strategy.name", names[0], self.strategy_names())]
         else:
-            problems += chain_problems(names, self.strategy_names())
+            name_problems = chain_problems(names, self.strategy_names())
+        problems += name_problems
         self.chain: list[Strategy] = []
-        if not any("strategy.name" in p for p in problems):
+        if names and not name_problems:
             transfer = build_chain(config)
             self.transfer_needs = chain_needs(transfer)
             problems += self.baseline_problems() + self.config_problems()
@@ -107,7 +111,6 @@ class Recipe:
             raise ConfigError(format_problems(problems))
         self.layout = RunLayout(config.output.dir)
         self.run_dir = self.layout.root
-        self.new_modules: list[str] = getattr(self, "new_modules", [])
         self.labelled_target: dict = {}
         self.chosen_run: Optional["Recipe"] = None  # `auto`: the candidate run it kept
         self.scenario_results: dict = {}  # the scenario's own sections of results.json
@@ -412,8 +415,6 @@ class Recipe:
         """What the strategies' hooks see of this run."""
         return RunContext(config=self.config, layout=self.layout, data=data, needs=self.needs,
                           source_stage=self.source_stage, target_stage=self.target_stage,
-                          build_classifier=lambda model_config=None: self.build_classifier(self.context.data,
-                                                                                           model_config),
                           new_modules=lambda: list(self.new_modules),
                           candidate=self.candidate, strategy_names=self.strategy_names())
 

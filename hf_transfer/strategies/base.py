@@ -2,7 +2,8 @@
 
 A run holds a *chain* of strategies (`strategy.name: [tapt, sequential]`, or one name) and
 gives each hook a :class:`RunContext` — the data roles, the engine, the run folder's layout,
-factories for stages and models — never the recipe. Each hook has a default, so a strategy
+factories for stages and for nested runs — never the recipe. Models are the run's to build: a
+stage says what it starts from (``Stage.start_from``, ``Stage.builds_model``). Each hook has a default, so a strategy
 overrides only what it changes; hooks return new values rather than change shared ones::
 
     needs                                  what it reads and requires (one declaration)
@@ -97,8 +98,6 @@ class RunContext:
     # examples, with the budget of a strategy's target-stage settings (TargetStageOptions).
     source_stage: Callable[[RunData], Stage]
     target_stage: Callable[[RunData, StrategyOptions], Stage]
-    # A fresh classifier for the run's labels on the pretrained encoder (or ``model_config``).
-    build_classifier: Callable[..., torch.nn.Module]
     # Modules of the model being trained that its checkpoint lacked (e.g. a new head).
     new_modules: Callable[[], list[str]]
     # A nested run of this scenario (not started): ``candidate(strategy, arm=None)``.
