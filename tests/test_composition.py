@@ -162,13 +162,18 @@ def test_label_shift_after_a_composition_that_ends_on_source_labels(tiny_overrid
     assert results["labelled_target_examples"]["total"] == 0  # no target label read at all
 
 
-def test_a_composition_from_the_command_line_in_two_processes(tiny_overrides, tmp_path):
-    overrides = _semi_supervised(tiny_overrides, tmp_path, ["dann", "sequential"])
+def test_a_composition_from_the_command_line_in_two_processes(tiny_overrides, tiny_data, tmp_path):
+    """`--strategy.name [dann,sequential]` and `--data.target_unlabeled...` on the command line,
+    under two processes: every process reads the same unlabelled text, each row evaluated once."""
+    overrides = _semi_supervised(tiny_overrides, tmp_path, ["dann", "sequential"],
+                                 **{"data.target_unlabeled": {"files": {"train": str(tiny_data["target"])}}})
     done = launch(SCRIPT, overrides_to_args(overrides), num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["environment"]["num_processes"] == 2
     assert [s["name"] for s in results["stages"]] == ["source", "target"]
+    assert results["data"]["target_text"]["origin"] == "data.target_unlabeled"
+    assert results["dann"]["target_texts"] == results["data"]["target_text"]["splits"]["train"] > 0
     for role in ("source", "target"):
         for split in ("validation", "test"):  # each row evaluated once
             assert results["eval_matrix"][f"{role}/{split}"]["n"] == results["data"][role]["splits"][split]
