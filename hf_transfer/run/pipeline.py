@@ -111,6 +111,7 @@ class Recipe:
             raise ConfigError(format_problems(problems))
         self.layout = RunLayout(config.output.dir)
         self.run_dir = self.layout.root
+        self.context: Optional[RunContext] = None  # what the strategies see; set once the data loads
         self.labelled_target: dict = {}
         self.chosen_run: Optional["Recipe"] = None  # `auto`: the candidate run it kept
         self.scenario_results: dict = {}  # the scenario's own sections of results.json
