@@ -103,7 +103,8 @@ def test_tapt_then_sequential_on_the_unlabelled_rest(tiny_overrides, tmp_path):
     results = DomainAdaptationRecipe(load_config(overrides=_semi_supervised(
         tiny_overrides, tmp_path, ["tapt", "sequential"], **{"strategy.label_shift": "mean"}))).run()
     assert [s["name"] for s in results["stages"]] == ["mlm", "source", "target"]
-    assert results["strategy"] == ["tapt", "sequential"]
+    assert results["strategy"] == "tapt+sequential"  # a string everywhere it is shown (card tags, report)
+    assert results["config"]["strategy"]["name"] == ["tapt", "sequential"]
     counts = results["labelled_target_examples"]
     text = results["data"]["target_text"]
     assert counts["train"] == 3 * K and counts["selection"] == 3 * K and counts["total"] == 6 * K

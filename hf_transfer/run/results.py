@@ -23,7 +23,7 @@ def run_results(recipe: "Recipe", data: "RunData", matrix: dict, stages: list, a
     return {
         "hf_transfer_version": __version__,
         "scenario": recipe.scenario,
-        "strategy": cfg.strategy.name,
+        "strategy": cfg.strategy.label,  # `tapt+sequential` for a composition (the list: config)
         "labels": list(data.labels.names),
         "eval_matrix": matrix,
         **recipe.scenario_results,
@@ -89,9 +89,7 @@ def format_summary(results: dict) -> str:
     rows = [f"{'split':<32} {'n':>6} {'accuracy':>9} {'macro_f1':>9}"]
     for name, m in results["eval_matrix"].items():
         rows.append(f"{name:<32} {m['n']:>6} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f}")
-    strategy = results["strategy"]
-    strategy = "+".join(strategy) if isinstance(strategy, list) else strategy
-    header = f"{results['scenario']} / {strategy}  (best step: {results['best_step']})"
+    header = f"{results['scenario']} / {results['strategy']}  (best step: {results['best_step']})"
     return "\n".join([header, *rows])
 
 
