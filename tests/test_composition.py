@@ -191,3 +191,11 @@ def test_target_stage_settings_belong_to_the_strategies_with_a_target_stage(tiny
     assert recipe.candidate(["tapt", "sequential"], shared=shared).config.strategy.options["sequential"].target_min_steps == 7
     target_only = recipe.candidate("sequential", arm="target_only", shared=shared)
     assert target_only.chain[0].options.target_min_steps == 7
+
+
+def test_self_training_after_multi_task_takes_the_joint_stage_budget(tiny_overrides, tmp_path):
+    results = DomainAdaptationRecipe(load_config(overrides=_semi_supervised(
+        tiny_overrides, tmp_path, ["coral", "multi_task", "self_training"],
+        **{"strategy.self_training_rounds": 1}))).run()
+    assert [s["name"] for s in results["stages"]] == ["joint", "round_1"]
+    assert results["coral"]["target_texts"] > 0 and results["multi_task"]["target_copies"] >= 1

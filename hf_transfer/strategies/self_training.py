@@ -29,6 +29,7 @@ from ..config import setting
 from ..data.tokenize import MODEL_COLUMNS
 from ..training import Stage
 from .registry import StrategyOptions, register_strategy
+from .base import source_labelled
 from .unlabeled import UnlabeledTargetStrategy
 
 logger = logging.getLogger("hf_transfer")
@@ -128,7 +129,9 @@ class SelfTraining(UnlabeledTargetStrategy):
         self.rounds: list[dict] = []  # per round: counts, and pseudo-label accuracy (evaluation only)
 
     def plan(self, ctx, stages) -> list[Stage]:
-        source = next(s for s in stages if s.name == "source")
+        # The rounds take the budget of the plan's first stage on source labels (`source`, or
+        # `multi_task`'s `joint`); their rows are made when each round starts.
+        source = next(s for s in stages if source_labelled(s))
         labelled = ("source", "target") if ctx.data.labelled_target else ("source",)
         return stages + [dataclasses.replace(source, name=f"{ROUND_PREFIX}{r}", num_epochs=self.options.round_epochs,
                                              label_roles=labelled, aux=None, loss_fn=None)
