@@ -14,7 +14,6 @@ from hf_transfer.config.cli import parse_args
 from hf_transfer.data.loading import load_splits, load_splits_with_rest
 from hf_transfer.config import DatasetConfig
 from hf_transfer.errors import ConfigError
-from hf_transfer.strategies import registry
 
 SCRIPT = "recipes/domain_adaptation.py"
 K = 4  # labelled target examples per class (the tiny target has 3 classes)

@@ -41,7 +41,7 @@ from ..training import Engine, Stage, StageResult
 from .registry import StrategyOptions
 
 if TYPE_CHECKING:
-    from ..config import ModelConfig, RunConfig
+    from ..config import RunConfig
     from ..layout import RunLayout
 
 # The lecture's strategy families, by what the strategy reads of the target.
