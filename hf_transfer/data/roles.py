@@ -15,7 +15,7 @@ role               what it is
 Where ``target_text.train`` comes from, in this order: ``data.target_unlabeled`` when set;
 else the target training rows that ``k_shot`` / ``max_train_samples`` did not sample (labels
 dropped); else the target's training split itself, labels dropped (a run without labelled
-target examples). :func:`target_text_origin` names which, for results.json.
+target examples). ``RunData.target_text_origin`` names which, for results.json.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ import datasets
 from ..config import DataConfig
 from .columns import column_values
 from .unlabeled import load_unlabeled_text, text_only
+
+# Where `target_text.train` came from (results.json → data.target_text.origin).
+ORIGIN_GIVEN = "data.target_unlabeled"
+ORIGIN_NOT_SAMPLED = "target training rows not sampled (k_shot / max_train_samples), labels dropped"
+ORIGIN_TARGET_TRAIN = "target training split, labels dropped"
+# The run has unlabelled target text apart from its labelled rows, but no strategy reads it.
+ORIGIN_UNUSED = "unused: no strategy of this run reads it"
+
 
 @dataclass
 class RunData:
@@ -48,9 +56,9 @@ class RunData:
         return self.target_text_origin not in ("", ORIGIN_TARGET_TRAIN)
 
 
-ORIGIN_GIVEN = "data.target_unlabeled"
-ORIGIN_NOT_SAMPLED = "target training rows not sampled (k_shot / max_train_samples), labels dropped"
-ORIGIN_TARGET_TRAIN = "target training split, labels dropped"
+def evaluation_texts(target: datasets.DatasetDict) -> set:
+    """The texts the target is evaluated on: never trained on, not even without labels."""
+    return {t for split in ("validation", "test") for t in column_values(target[split], "text")}
 
 
 def resolve_target_text(data: DataConfig, target: datasets.DatasetDict, not_sampled: Optional[datasets.Dataset],
@@ -58,8 +66,7 @@ def resolve_target_text(data: DataConfig, target: datasets.DatasetDict, not_samp
     """The ``target_text`` role (train and validation text) and where its training text came
     from. Texts of the target's validation and test splits are never trained on."""
     if data.target_unlabeled.is_set():
-        evaluation = {t for split in ("validation", "test") for t in column_values(target[split], "text")}
-        train, origin = load_unlabeled_text(data.target_unlabeled, seed, exclude=evaluation,
+        train, origin = load_unlabeled_text(data.target_unlabeled, seed, exclude=evaluation_texts(target),
                                             where="data.target_unlabeled"), ORIGIN_GIVEN
     elif not_sampled is not None and len(not_sampled):
         train, origin = text_only(not_sampled), ORIGIN_NOT_SAMPLED

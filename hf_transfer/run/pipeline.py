@@ -41,9 +41,8 @@ from ..baselines import NEGATIVE, format_transfer
 from ..config import (DEFAULT_LEARNING_RATES, ModelConfig, RunConfig, choice_problem, format_problems,
                       parse_args)
 from ..data.labels import LabelSpace
-from ..data.columns import column_values
 from ..data.loading import load_splits, load_splits_with_rest, split_sizes
-from ..data.roles import RunData, resolve_target_text
+from ..data.roles import ORIGIN_UNUSED, RunData, evaluation_texts, resolve_target_text
 from ..data.unlabeled import load_unlabeled_text
 from ..data.tokenize import tokenize
 from ..errors import ConfigError, DataError, HfTransferError, Preempted
@@ -162,12 +161,10 @@ class Recipe:
             raw = dataclasses.replace(raw, target_text=text, target_text_origin=origin)
             raw.sizes["target_text"] = {"splits": {k: len(v) for k, v in text.items()}, "origin": origin}
         elif not_sampled is not None or cfg.data.target_unlabeled.is_set():
-            raw = dataclasses.replace(raw, target_text_origin="unused: no strategy of this run reads it")
+            raw = dataclasses.replace(raw, target_text_origin=ORIGIN_UNUSED)
         if self.needs.corpus:
-            # Texts the target is evaluated on are never trained on, not even without labels.
-            evaluation = {t for split in ("validation", "test") for t in column_values(raw.target[split], "text")}
             raw = dataclasses.replace(raw, corpus=load_unlabeled_text(cfg.data.unlabeled, cfg.training.seed,
-                                                                      exclude=evaluation))
+                                                                      exclude=evaluation_texts(raw.target)))
         return raw
 
     def align_labels(self, source: datasets.DatasetDict, target: datasets.DatasetDict):
